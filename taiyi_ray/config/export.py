@@ -1,0 +1,22 @@
+"""The `export` section: turn a training run into a Hugging Face model directory."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from taiyi_ray.config.base import Location, StrictModel
+
+
+class ExportConfig(StrictModel):
+    """`from_run`: a stage run dir (None: given by the pipeline or --set export.from_run=...).
+
+    `merge` folds LoRA weights into the base (a plain model any runtime loads); False writes the adapter
+    only, next to a reference to its base.
+    """
+
+    from_run: Location | None = None
+    merge: bool = True
+    model_name: str = Field("taiyi-ray-model", min_length=1)
+    licence: str = Field(
+        "research use only: trained on biomedical corpora with research-only and GPL terms (see the model card)"
+    )

@@ -1,0 +1,114 @@
+"""One config model per job: each names the sections of the shared YAML file it uses.
+
+A config file holds every section (storage, ray, model, data, stage1, stage2, export, eval, serve);
+a job validates only its own, strictly. A top-level key that no job knows is an error too, so a
+misspelt section name cannot hide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import ValidationError
+
+from taiyi_ray.config.base import StrictModel
+from taiyi_ray.config.data import DataConfig
+from taiyi_ray.config.evaluation import EvalConfig
+from taiyi_ray.config.export import ExportConfig
+from taiyi_ray.config.loader import ConfigError, apply_overrides, format_validation_error, read_yaml
+from taiyi_ray.config.model import ModelConfig
+from taiyi_ray.config.platform import RayConfig, StorageConfig
+from taiyi_ray.config.serving import ServeConfig
+from taiyi_ray.config.train import StageConfig
+
+
+class DataJobConfig(StrictModel):
+    storage: StorageConfig = StorageConfig()
+    ray: RayConfig = RayConfig()
+    model: ModelConfig = ModelConfig()
+    data: DataConfig
+
+
+class Stage1JobConfig(StrictModel):
+    storage: StorageConfig = StorageConfig()
+    ray: RayConfig = RayConfig()
+    model: ModelConfig = ModelConfig()
+    data: DataConfig
+    stage1: StageConfig
+
+
+class Stage2JobConfig(StrictModel):
+    storage: StorageConfig = StorageConfig()
+    ray: RayConfig = RayConfig()
+    model: ModelConfig = ModelConfig()
+    data: DataConfig
+    stage2: StageConfig
+
+
+class ExportJobConfig(StrictModel):
+    storage: StorageConfig = StorageConfig()
+    model: ModelConfig = ModelConfig()
+    export: ExportConfig = ExportConfig()
+
+
+class EvalJobConfig(StrictModel):
+    storage: StorageConfig = StorageConfig()
+    ray: RayConfig = RayConfig()
+    model: ModelConfig = ModelConfig()
+    eval: EvalConfig
+
+
+class ServeJobConfig(StrictModel):
+    storage: StorageConfig = StorageConfig()
+    ray: RayConfig = RayConfig()
+    model: ModelConfig = ModelConfig()
+    serve: ServeConfig = ServeConfig()
+
+
+class PipelineJobConfig(StrictModel):
+    storage: StorageConfig = StorageConfig()
+    ray: RayConfig = RayConfig()
+    model: ModelConfig = ModelConfig()
+    data: DataConfig
+    stage1: StageConfig
+    stage2: StageConfig
+    export: ExportConfig = ExportConfig()
+    eval: EvalConfig
+    serve: ServeConfig = ServeConfig()
+
+
+JOB_CONFIGS: dict[str, type[StrictModel]] = {
+    "prepare_data": DataJobConfig,
+    "stage1": Stage1JobConfig,
+    "stage2": Stage2JobConfig,
+    "export": ExportJobConfig,
+    "evaluate": EvalJobConfig,
+    "serve": ServeJobConfig,
+    "pipeline": PipelineJobConfig,
+}
+KNOWN_SECTIONS: frozenset[str] = frozenset(name for job in JOB_CONFIGS.values() for name in job.model_fields)
+
+JobT = TypeVar("JobT", bound=StrictModel)
+
+
+def load_job_config(model: type[JobT], path: str | Path, overrides: Iterable[str] = ()) -> JobT:
+    """Validate the sections `model` uses from the YAML at `path` (plus `--set` overrides).
+
+    Errors name the file, the line and the dotted field, e.g.
+    `configs/demo.yaml:31: stage1.epochs: Input should be greater than or equal to 1 (got 0)`.
+    """
+    data, lines = read_yaml(path)
+    data = apply_overrides(data, overrides)
+    unknown = sorted(set(data) - KNOWN_SECTIONS)
+    if unknown:
+        where = ", ".join(f"{name} (line {lines.get((name,), '?')})" for name in unknown)
+        raise ConfigError(
+            f"{path}: unknown section(s) {where}; known sections: {', '.join(sorted(KNOWN_SECTIONS))}"
+        )
+    used = {name: value for name, value in data.items() if name in model.model_fields}
+    try:
+        return model.model_validate(used)
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error, str(path), lines)) from None

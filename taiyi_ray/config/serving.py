@@ -1,0 +1,73 @@
+"""The `serve` section: the Ray Serve application hosting an exported model."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from taiyi_ray.config.base import Location, StrictModel
+
+
+class ServeAutoscaling(StrictModel):
+    """Ray Serve autoscaling of the replicas (replaces `num_replicas` when set): replicas are added when
+    the average number of ongoing requests per replica exceeds `target_ongoing_requests`."""
+
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(1, ge=1)
+    target_ongoing_requests: float = Field(16, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ServeAutoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas ({self.min_replicas}) must be <= max_replicas ({self.max_replicas})")
+        return self
+
+
+class ServeConfig(StrictModel):
+    """HTTP endpoint and engine settings.
+
+    Dynamic batching: requests wait up to `batch_wait_timeout_s` to fill a batch of `max_batch_size`.
+    `max_ongoing_requests` must be >= `max_batch_size` or Serve never hands the replica a full batch;
+    requests beyond `max_queued_requests` are refused with 503 + Retry-After instead of hanging.
+
+    `adapters` are LoRA adapter directories served as `{model_id}:{name}` on top of the base model and
+    loaded on their first request. `max_context_tokens` caps prompt + completion (default: the model's
+    `max_position_embeddings`). `retry_after_s` is the Retry-After header (seconds) of an overload refusal.
+    `request_timeout_s` bounds one HTTP request end to end, and how long shutdown waits to drain.
+    """
+
+    model: Location | None = None
+    model_id: str | None = Field(
+        None, description="Name under /v1/models; default: the model directory name."
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    max_batch_size: int = Field(8, ge=1)
+    batch_wait_timeout_s: float = Field(0.01, ge=0)
+    max_ongoing_requests: int = Field(32, ge=1)
+    max_queued_requests: int = Field(64, ge=1)
+    num_replicas: int = Field(1, ge=1)
+    num_cpus_per_replica: float = Field(1, gt=0)
+    num_gpus_per_replica: float = Field(0, ge=0)
+    default_max_tokens: int = Field(128, ge=1)
+    max_tokens_limit: int = Field(1024, ge=1)
+    request_timeout_s: float = Field(120, gt=0)
+    adapters: dict[str, Location] = Field(default_factory=dict)
+    max_context_tokens: int | None = Field(None, ge=2)
+    retry_after_s: float = Field(1, ge=0)
+    autoscaling: ServeAutoscaling | None = None
+
+    @model_validator(mode="after")
+    def _adapter_names(self) -> ServeConfig:
+        for name in self.adapters:
+            if not name or ":" in name or "/" in name:
+                raise ValueError(f"adapter name {name!r} must be non-empty without ':' or '/' (ids are MODEL:NAME)")
+        return self
+
+    @model_validator(mode="after")
+    def _batch_fits(self) -> ServeConfig:
+        if self.max_ongoing_requests < self.max_batch_size:
+            raise ValueError(
+                f"max_ongoing_requests ({self.max_ongoing_requests}) must be >= max_batch_size "
+                f"({self.max_batch_size}), or batches never fill"
+            )
+        return self

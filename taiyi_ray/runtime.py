@@ -1,0 +1,119 @@
+"""Process environment and Ray start-up for jobs, the CLI and tests — called explicitly, never at import.
+
+Every process that imports torch/DeepSpeed/Ray (the driver and each Ray worker) needs the same few
+environment variables; `worker_env()` is handed to Ray as `runtime_env["env_vars"]` so workers get them
+too. On a machine with no CUDA device DeepSpeed must be told to use its CPU accelerator (it then falls
+back to gloo by itself), and Ray must keep every listener on loopback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from taiyi_ray.config.platform import RayConfig
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Forwarded to Ray workers when set on the driver (fault injection, S3 endpoint and credentials...).
+FORWARDED_ENV = (
+    "TAIYI_FAULT_AT_STEP",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "HF_HUB_OFFLINE",
+    "TORCH_EXTENSIONS_DIR",
+    "DS_ACCELERATOR",
+)
+
+
+def has_cuda() -> bool:
+    """True when an NVIDIA device is visible (checked without importing torch, which is slow)."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":
+        return False
+    return shutil.which("nvidia-smi") is not None or Path("/dev/nvidia0").exists()
+
+
+def base_env() -> dict[str, str]:
+    """The variables every process of a job needs (defaults; values already set win)."""
+    env = {
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        "RAY_TRAIN_V2_ENABLED": "1",
+        "TORCH_EXTENSIONS_DIR": str(REPO_ROOT / ".cache" / "torch_extensions"),
+        "PYTHONPATH": _python_path(),
+    }
+    if not has_cuda():
+        env["DS_ACCELERATOR"] = "cpu"
+        env["GLOO_SOCKET_IFNAME"] = "lo"
+    return env
+
+
+def _python_path() -> str:
+    current = os.environ.get("PYTHONPATH", "")
+    parts = [str(REPO_ROOT), *[part for part in current.split(os.pathsep) if part]]
+    return os.pathsep.join(dict.fromkeys(parts))
+
+
+def prepare_process_env() -> None:
+    """Set the defaults of `base_env()` in this process; call before importing ray/torch/deepspeed."""
+    for key, value in base_env().items():
+        if key == "PYTHONPATH":
+            os.environ[key] = value
+        else:
+            os.environ.setdefault(key, value)
+
+
+def worker_env() -> dict[str, str]:
+    """Environment for Ray workers: the base defaults plus the forwarded variables set on the driver."""
+    env = base_env()
+    env.update({key: os.environ[key] for key in FORWARDED_ENV if key in os.environ})
+    return env
+
+
+def init_ray(config: RayConfig) -> None:
+    """Connect to the configured/ambient cluster, or start a local one on loopback.
+
+    Under `ray job submit` RAY_ADDRESS is set and we join that cluster. A bare `python jobs/x.py`
+    starts a local cluster sized by `config.num_cpus` with the dashboard off.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    runtime_env: dict[str, Any] = {"env_vars": worker_env()}
+    address = config.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        log.info("joining Ray cluster at %s", address)
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+        return
+    log.info("starting a local Ray cluster (num_cpus=%d, loopback only)", config.num_cpus)
+    ray.init(
+        num_cpus=config.num_cpus,
+        include_dashboard=False,
+        object_store_memory=config.object_store_memory_mb * 1024**2,
+        runtime_env=runtime_env,
+        log_to_driver=True,
+    )
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Plain timestamped logs on stderr (stdout is kept for the job's final JSON line)."""
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("urllib3", "botocore", "s3fs", "aiobotocore", "filelock", "fsspec", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,228 @@
+"""Every read and write of the project goes through here: local paths and `s3://` URIs alike.
+
+Two views of the same store are offered because the libraries we feed want different ones: fsspec
+(s3fs) for file-like IO and directory copies, pyarrow's native S3 filesystem for Ray Data and Parquet
+(faster, and what `ray.data.read_parquet` / Ray Train's `storage_filesystem` expect). Both get the same
+endpoint, region and credentials, and both retry transient errors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlparse
+
+import fsspec
+from fsspec import AbstractFileSystem
+import pyarrow.fs as pafs
+
+from taiyi_ray.config.base import is_uri
+from taiyi_ray.config.platform import StorageConfig
+
+S3_RETRY_ATTEMPTS = 8
+
+
+def join(base: str, *parts: str) -> str:
+    """Join path parts onto a local path or URI without breaking the `scheme://` prefix."""
+    if is_uri(base):
+        scheme, rest = base.split("://", 1)
+        return (
+            f"{scheme}://{posixpath.join(rest, *parts)}" if rest else f"{scheme}://{posixpath.join(*parts)}"
+        )
+    return os.path.join(base, *parts)
+
+
+def parent(location: str) -> str:
+    """The directory holding `location` (URI-aware)."""
+    if is_uri(location):
+        scheme, rest = location.split("://", 1)
+        return f"{scheme}://{posixpath.dirname(rest.rstrip('/'))}"
+    return os.path.dirname(os.path.abspath(location))
+
+
+def basename(location: str) -> str:
+    return (
+        posixpath.basename(location.rstrip("/"))
+        if is_uri(location)
+        else os.path.basename(location.rstrip(os.sep))
+    )
+
+
+def _endpoint(config: StorageConfig) -> str | None:
+    return config.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+
+
+def _region(config: StorageConfig) -> str | None:
+    return config.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+
+
+class Storage:
+    """Filesystems for one `StorageConfig`, created lazily and cached per scheme."""
+
+    def __init__(self, config: StorageConfig | None = None) -> None:
+        self.config = config or StorageConfig()
+        self._fsspec: dict[str, AbstractFileSystem] = {}
+        self._arrow: dict[str, pafs.FileSystem] = {}
+
+    # -- filesystems -------------------------------------------------------------------------------
+    def fsspec(self, location: str) -> tuple[AbstractFileSystem, str]:
+        """(fsspec filesystem, path inside it) for a local path or URI."""
+        scheme = urlparse(location).scheme if is_uri(location) else "file"
+        if scheme not in self._fsspec:
+            self._fsspec[scheme] = self._make_fsspec(scheme)
+        path = location.split("://", 1)[1] if is_uri(location) else os.path.abspath(location)
+        return self._fsspec[scheme], path
+
+    def arrow(self, location: str) -> tuple[pafs.FileSystem, str]:
+        """(pyarrow filesystem, path inside it) for a local path or URI."""
+        scheme = urlparse(location).scheme if is_uri(location) else "file"
+        if scheme not in self._arrow:
+            self._arrow[scheme] = self._make_arrow(scheme)
+        path = location.split("://", 1)[1] if is_uri(location) else os.path.abspath(location)
+        return self._arrow[scheme], path
+
+    def _make_fsspec(self, scheme: str) -> AbstractFileSystem:
+        if scheme in ("file", "local"):
+            return fsspec.filesystem("file", auto_mkdir=True)
+        if scheme in ("s3", "s3a"):
+            options: dict[str, Any] = {
+                "anon": self.config.anonymous,
+                "config_kwargs": {"retries": {"max_attempts": S3_RETRY_ATTEMPTS, "mode": "standard"}},
+            }
+            client_kwargs: dict[str, Any] = {}
+            if _endpoint(self.config):
+                options["endpoint_url"] = _endpoint(self.config)
+            if _region(self.config):
+                client_kwargs["region_name"] = _region(self.config)
+            if self.config.access_key_id and self.config.secret_access_key:
+                options["key"] = self.config.access_key_id.get_secret_value()
+                options["secret"] = self.config.secret_access_key.get_secret_value()
+            options["client_kwargs"] = client_kwargs
+            # Listings are cached by default; a writer and a reader of the same prefix must agree.
+            options["use_listings_cache"] = False
+            options["skip_instance_cache"] = True
+            return fsspec.filesystem("s3", **options)
+        return fsspec.filesystem(scheme)
+
+    def _make_arrow(self, scheme: str) -> pafs.FileSystem:
+        if scheme in ("file", "local"):
+            return pafs.LocalFileSystem()
+        if scheme in ("s3", "s3a"):
+            options: dict[str, Any] = {
+                "anonymous": self.config.anonymous,
+                "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=S3_RETRY_ATTEMPTS),
+            }
+            endpoint = _endpoint(self.config)
+            if endpoint:
+                parsed = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
+                options["endpoint_override"] = parsed.netloc
+                options["scheme"] = parsed.scheme
+            if _region(self.config):
+                options["region"] = _region(self.config)
+            if self.config.access_key_id and self.config.secret_access_key:
+                options["access_key"] = self.config.access_key_id.get_secret_value()
+                options["secret_key"] = self.config.secret_access_key.get_secret_value()
+            return pafs.S3FileSystem(**options)
+        return pafs.PyFileSystem(pafs.FSSpecHandler(self._make_fsspec(scheme)))
+
+    # -- file operations ---------------------------------------------------------------------------
+    def open(self, location: str, mode: str = "rb", **kwargs: Any) -> IO[Any]:
+        fs, path = self.fsspec(location)
+        return fs.open(path, mode, **kwargs)
+
+    def exists(self, location: str) -> bool:
+        fs, path = self.fsspec(location)
+        return bool(fs.exists(path))
+
+    def is_dir(self, location: str) -> bool:
+        fs, path = self.fsspec(location)
+        return bool(fs.isdir(path))
+
+    def makedirs(self, location: str) -> None:
+        """Create a directory (a no-op on object stores, where prefixes need no creation)."""
+        if not is_uri(location):
+            os.makedirs(location, exist_ok=True)
+
+    def list(self, location: str) -> list[str]:
+        """Full locations of the direct children of a directory, sorted."""
+        fs, path = self.fsspec(location)
+        names = sorted(fs.ls(path, detail=False))
+        if is_uri(location):
+            scheme = location.split("://", 1)[0]
+            return [f"{scheme}://{name}" for name in names]
+        return names
+
+    def read_bytes(self, location: str) -> bytes:
+        with self.open(location, "rb") as handle:
+            return handle.read()
+
+    def read_text(self, location: str) -> str:
+        return self.read_bytes(location).decode("utf-8")
+
+    def write_bytes(self, location: str, data: bytes) -> None:
+        """Write atomically on local disk (temp file + rename); S3 PUTs are atomic already."""
+        if is_uri(location):
+            with self.open(location, "wb") as handle:
+                handle.write(data)
+            return
+        os.makedirs(os.path.dirname(location) or ".", exist_ok=True)
+        temporary = f"{location}.tmp-{os.getpid()}"
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, location)
+
+    def write_text(self, location: str, text: str) -> None:
+        self.write_bytes(location, text.encode("utf-8"))
+
+    def read_json(self, location: str) -> Any:
+        try:
+            return json.loads(self.read_text(location))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{location}: not valid JSON ({error})") from error
+
+    def write_json(self, location: str, value: Any) -> None:
+        self.write_text(location, json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
+
+    def remove(self, location: str) -> None:
+        fs, path = self.fsspec(location)
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+
+    def upload_dir(self, local_dir: str | Path, location: str) -> None:
+        """Copy a local directory tree to `location` (a no-op when they are the same directory)."""
+        local_dir = os.path.abspath(local_dir)
+        if not is_uri(location):
+            if os.path.abspath(location) != local_dir:
+                shutil.copytree(local_dir, location, dirs_exist_ok=True)
+            return
+        fs, path = self.fsspec(location)
+        fs.put(local_dir.rstrip("/") + "/", path.rstrip("/") + "/", recursive=True)
+
+    def download_dir(self, location: str, local_dir: str | Path) -> str:
+        """Copy a directory tree at `location` into `local_dir`; returns the local path."""
+        local_dir = os.path.abspath(local_dir)
+        if not is_uri(location):
+            shutil.copytree(location, local_dir, dirs_exist_ok=True)
+            return local_dir
+        fs, path = self.fsspec(location)
+        os.makedirs(local_dir, exist_ok=True)
+        fs.get(path.rstrip("/") + "/", local_dir.rstrip("/") + "/", recursive=True)
+        return local_dir
+
+    @contextmanager
+    def local_dir(self, location: str, scratch: str | Path) -> Iterator[str]:
+        """A local directory with the contents of `location`: itself when local, else a download."""
+        if not is_uri(location):
+            yield os.path.abspath(location)
+            return
+        target = Path(scratch) / basename(location)
+        try:
+            yield self.download_dir(location, target)
+        finally:
+            shutil.rmtree(target, ignore_errors=True)

@@ -1,0 +1,141 @@
+"""Shared fixtures: ../shared locations, a real Ray cluster, a real S3 endpoint (moto's server on
+127.0.0.1), and a tiny exported model built from a config (random weights, the real Qwen2 tokenizer).
+
+../shared must be present in CI (TAIYI_REQUIRE_SHARED=1 turns a missing one into a failure); a
+developer machine without it skips the tests that need it, with the reason shown.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from taiyi_ray.runtime import prepare_process_env
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+prepare_process_env()  # tests run in-process: same environment as every job (set before ray/torch load)
+
+
+def shared_path() -> Path:
+    return Path(os.environ.get("TAIYI_SHARED", REPO_ROOT.parent / "shared")).resolve()
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """../shared (real test-set files, Qwen2 tokenizer, KubeRay CRDs)."""
+    path = shared_path()
+    if not (path / "data").is_dir():
+        if os.environ.get("TAIYI_REQUIRE_SHARED") == "1":
+            pytest.fail(f"{path} is missing but TAIYI_REQUIRE_SHARED=1: real-data tests must run in CI")
+        pytest.skip(f"{path} not present: this test needs the real files of ../shared")
+    return path
+
+
+@pytest.fixture(scope="session")
+def qwen2_tokenizer_dir(shared_dir: Path) -> Path:
+    return shared_dir / "tokenizers" / "qwen2"
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(s3_endpoint: str) -> Iterator[None]:
+    """One local Ray cluster (loopback only, 4 logical CPUs) shared by the whole test session.
+
+    Started after the S3 endpoint so that every worker inherits its address and credentials."""
+    import ray
+
+    from taiyi_ray.config.platform import RayConfig
+    from taiyi_ray.runtime import init_ray
+
+    init_ray(RayConfig(num_cpus=4, object_store_memory_mb=512))
+    yield
+    ray.shutdown()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3-compatible HTTP server (moto) on 127.0.0.1 with the bucket `taiyi-test`.
+
+    Credentials and the endpoint are exported the way production code reads them (AWS env vars), so
+    Ray workers started afterwards inherit them too.
+    """
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per request otherwise
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    previous = {
+        key: os.environ.get(key)
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION")
+    }
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+    )
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="taiyi-test")
+    yield endpoint
+    server.stop()
+    for key, value in previous.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, qwen2_tokenizer_dir: Path) -> Path:
+    """An export-shaped model directory: tiny random Qwen2 + the real Qwen2 tokenizer, Taiyi chat format."""
+    return build_tiny_export(tmp_path_factory.mktemp("tiny-model"), qwen2_tokenizer_dir, chat_format="taiyi")
+
+
+def build_tiny_export(
+    directory: Path, tokenizer_dir: Path, chat_format: str = "taiyi", seed: int = 0
+) -> Path:
+    """Write what `jobs/export.py` writes, for a random-weight model (no training needed)."""
+    import json
+
+    from transformers import GenerationConfig
+
+    from taiyi_ray.config.model import TinyQwen2Shape
+    from taiyi_ray.data.chat_format import ENDOFTEXT, get_chat_format
+    from taiyi_ray.data.tokenizer import configure_tokenizer, load_tokenizer
+    from taiyi_ray.model.factory import build_tiny_qwen2, padded_vocab_size
+
+    fmt = get_chat_format(chat_format)
+    tokenizer = configure_tokenizer(load_tokenizer(tokenizer_dir), fmt)
+    model = build_tiny_qwen2(
+        TinyQwen2Shape(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2),
+        padded_vocab_size(len(tokenizer)),
+        seed,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model.save_pretrained(directory, safe_serialization=True)
+    tokenizer.save_pretrained(directory)
+    GenerationConfig(
+        eos_token_id=tokenizer.convert_tokens_to_ids(fmt.end_token),
+        pad_token_id=tokenizer.convert_tokens_to_ids(ENDOFTEXT),
+        do_sample=False,
+    ).save_pretrained(directory)
+    (directory / "taiyi_export.json").write_text(
+        json.dumps({"chat_format": fmt.name, "end_token": fmt.end_token})
+    )
+    return directory
