@@ -1,0 +1,1 @@
+"""Data: unified records, source-format converters, instructions, tokenisation, packing, shards, streaming."""

@@ -1,0 +1,414 @@
+"""Gold answers as the text a model learns to write, and free model output parsed back into predictions.
+
+The answer format, per task (English / Chinese data):
+
+- ner: one line per entity type, in the order the prompt lists the types, `None` / `无` for a type
+  with no mention. Types are the source's (Chemical, Disease); CMeEE codes are written as Chinese
+  words (dis -> 疾病, sym -> 临床表现, ...) and parsed back to the codes.
+      Chemical: famotidine; cimetidine            疾病：SARS；肺炎
+      Disease: None                               身体：无
+- re: one line per relation type that has pairs; `None` / `无` when there is no pair at all.
+      chemical-induced disease: [famotidine, delirium]
+      临床表现：[小细胞肺癌，咳嗽]；[小细胞肺癌，咯血]
+- tc and text_pair `Label: X` / `类别：X`; tc_multilabel `Labels: a; b` / `类别：a；b`.
+- qa_yesno `Answer: yes` / `答案：是`; qa_mc `Answer: B. option text` / `答案：B. 选项`.
+- qa_open, translation, dialogue: the answer text itself.
+
+Separators inside items (real mentions contain `；` `;` `,` `[` `]`): a backslash makes the next character
+literal. `serialise` puts one before every character that is structural for the item kind — `;` `；` in
+entity and label items; also `,` `，` `[` `]` `【` `】` inside relation pairs — and before the backslash
+itself; an item that reads as a none-word (`None`) is written `\\None`. The parser splits only on
+unescaped characters and removes the escapes, so `parse(serialise(gold)) == gold` for any texts.
+Items are compared in canonical form (outer whitespace dropped, inner runs of whitespace made one space,
+`answer_text.canonical_text`): an answer line cannot carry a mention's outer spaces.
+
+The parser is tolerant of what generators emit: either colon and separator width, extra spaces, bullets
+and markdown around type names, repeated items (de-duplicated), a missing type line (no mention of that
+type), trailing text after the answer lines (ignored), a single-type answer without its type line, and
+label/option text in place of a letter. When nothing can be read it says so (`ParseResult.ok` False,
+with the reason), and evaluation counts the item as unparsed.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from taiyi_ray.config.data import Language, Task
+from taiyi_ray.data import answer_text as at
+from taiyi_ray.data.vocab import (
+    CMEEE_TYPE_NAMES,
+    RELATION_NAMES,
+    YES_NO_MAYBE,
+    YES_NO_MAYBE_ZH,
+    entity_type_name,
+    relation_type_name,
+)
+
+LABEL_TASKS: tuple[Task, ...] = ("tc", "tc_multilabel", "text_pair")
+FREE_TEXT_TASKS: tuple[Task, ...] = ("qa_open", "translation", "dialogue")
+_PREFIX = {
+    "answer": {"en": "Answer", "zh": "答案"},
+    "label": {"en": "Label", "zh": "类别"},
+    "labels": {"en": "Labels", "zh": "类别"},
+}
+_NONE = {"en": "None", "zh": "无"}
+_ITEM_JOIN = {"en": "; ", "zh": "；"}
+_PAIR_JOIN = {"en": ", ", "zh": "，"}
+_COLON = {"en": ": ", "zh": "："}
+_ANSWER_WORDS = frozenset(
+    {"answer", "final answer", "the answer", "correct answer", "答案", "正确答案", "最终答案", "答"}
+)
+_LABEL_WORDS = frozenset(
+    {"label", "labels", "category", "categories", "class", "classes", "topic", "topics", "hallmark",
+     "hallmarks", "intent", "类别", "标签", "类型", "意图", "分类", "主题", "答案", "answer"}
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A structured answer: what a gold record says, or what a model's output was parsed into.
+
+    `entities` (type, text) and `relations` (type, head text, tail text) are de-duplicated and
+    in canonical form; `labels` are label names; `answer` is a choice key, yes/no/maybe, or free text.
+    """
+
+    task: Task
+    entities: tuple[tuple[str, str], ...] = ()
+    relations: tuple[tuple[str, str, str], ...] = ()
+    labels: tuple[str, ...] = ()
+    answer: str | None = None
+
+
+@dataclass(frozen=True)
+class AnswerSpec:
+    """The answer space of one item: what the prompt offered and the parser may accept.
+
+    A vocabulary left None is open (any type/label is read as written). `choices` are the options of
+    a multiple-choice question (key -> text).
+    """
+
+    task: Task
+    language: Language
+    entity_types: tuple[str, ...] | None = None
+    relation_types: tuple[str, ...] | None = None
+    label_names: tuple[str, ...] | None = None
+    choices: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class ParseResult:
+    """`prediction` read from the text; `ok` False when no answer could be read (`problems` say why)."""
+
+    prediction: Prediction
+    ok: bool
+    problems: tuple[str, ...] = field(default_factory=tuple)
+
+
+# -- serialise ---------------------------------------------------------------------------------------
+
+
+def serialise(prediction: Prediction, spec: AnswerSpec) -> str:
+    """The answer text for a prediction (gold or parsed) under `spec` (see the module docstring)."""
+    task, language = spec.task, spec.language
+    if task == "ner":
+        return _serialise_entities(prediction, spec)
+    if task == "re":
+        return _serialise_relations(prediction, spec)
+    if task in LABEL_TASKS:
+        prefix = _PREFIX["labels" if task == "tc_multilabel" else "label"][language]
+        known = set(spec.label_names or ())
+        items = [
+            at.escape(label, at.LABEL_SPECIAL, guard_none=label not in known) for label in prediction.labels
+        ]
+        return prefix + _COLON[language] + (_ITEM_JOIN[language].join(items) if items else _NONE[language])
+    if task == "qa_yesno":
+        answer = prediction.answer or ""
+        shown = YES_NO_MAYBE_ZH.get(answer, answer) if language == "zh" else answer
+        return _PREFIX["answer"][language] + _COLON[language] + shown
+    if task == "qa_mc":
+        key = prediction.answer or ""
+        option = (spec.choices or {}).get(key)
+        shown = f"{key}. {option}" if option is not None else key
+        return _PREFIX["answer"][language] + _COLON[language] + shown
+    return (prediction.answer or "").strip()
+
+
+def _serialise_entities(prediction: Prediction, spec: AnswerSpec) -> str:
+    language = spec.language
+    by_type: dict[str, list[str]] = {entity_type: [] for entity_type in spec.entity_types or ()}
+    for entity_type, text in prediction.entities:
+        by_type.setdefault(entity_type, []).append(at.escape(text, at.ENTITY_SPECIAL))
+    if not by_type:
+        return _NONE[language]
+    lines = []
+    for entity_type, items in by_type.items():
+        shown = _ITEM_JOIN[language].join(items) if items else _NONE[language]
+        lines.append(entity_type_name(entity_type, language) + _COLON[language] + shown)
+    return "\n".join(lines)
+
+
+def _serialise_relations(prediction: Prediction, spec: AnswerSpec) -> str:
+    language = spec.language
+    by_type: dict[str, list[str]] = {}
+    for relation_type, head, tail in prediction.relations:
+        pair = (
+            at.escape(head, at.PAIR_ITEM_SPECIAL)
+            + _PAIR_JOIN[language]
+            + at.escape(tail, at.PAIR_ITEM_SPECIAL)
+        )
+        by_type.setdefault(relation_type, []).append(f"[{pair}]")
+    if not by_type:
+        return _NONE[language]
+    lines = [
+        relation_type_name(relation_type, language) + _COLON[language] + _ITEM_JOIN[language].join(pairs)
+        for relation_type, pairs in by_type.items()
+    ]
+    return "\n".join(lines)
+
+
+# -- parse -------------------------------------------------------------------------------------------
+
+
+def parse(
+    text: str,
+    task: Task,
+    language: Language,
+    *,
+    entity_types: Sequence[str] | None = None,
+    relation_types: Sequence[str] | None = None,
+    label_names: Sequence[str] | None = None,
+    choices: Mapping[str, str] | None = None,
+) -> ParseResult:
+    """Read a model's output for `task` back into a `Prediction` (see the module docstring)."""
+    spec = AnswerSpec(
+        task=task,
+        language=language,
+        entity_types=tuple(entity_types) if entity_types is not None else None,
+        relation_types=tuple(relation_types) if relation_types is not None else None,
+        label_names=tuple(label_names) if label_names is not None else None,
+        choices=choices,
+    )
+    return parse_with(text, spec)
+
+
+def parse_with(text: str, spec: AnswerSpec) -> ParseResult:
+    """`parse` with the answer space given as one `AnswerSpec`."""
+    if spec.task == "ner":
+        return _parse_entities(text, spec)
+    if spec.task == "re":
+        return _parse_relations(text, spec)
+    if spec.task in LABEL_TASKS:
+        return _parse_labels(text, spec)
+    if spec.task == "qa_yesno":
+        return _parse_yes_no(text, spec)
+    if spec.task == "qa_mc":
+        return _parse_choice(text, spec)
+    answer = text.strip()
+    if not answer:
+        return ParseResult(Prediction(spec.task), False, ("the output is empty",))
+    return ParseResult(Prediction(spec.task, answer=answer), True)
+
+
+def _lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def _type_lookup(names: Sequence[str] | None, language: Language, entities: bool) -> dict[str, str]:
+    """{label_key(name): type} for the types offered, under their own and their display names.
+
+    With no types offered, the display names of the known vocabularies (CMeEE codes, CID) still map
+    back to their codes, and any other label is read as written (see `_resolve`).
+    """
+    display = entity_type_name if entities else relation_type_name
+    known = names if names is not None else tuple(CMEEE_TYPE_NAMES) + tuple(RELATION_NAMES)
+    pairs = [(name, name) for name in known]
+    pairs += [(display(name, language), name) for name in known]
+    pairs += [(display(name, "en" if language == "zh" else "zh"), name) for name in known]
+    return at.name_lookup(pairs)
+
+
+def _resolve(label: str, lookup: dict[str, str], open_vocabulary: bool) -> str | None:
+    """The type a line's label names, or None when it names none the prompt offered."""
+    found = lookup.get(at.label_key(label))
+    if found is not None or not open_vocabulary:
+        return found
+    cleaned = at.clean_label(label)
+    return cleaned if cleaned and len(cleaned) <= 60 and not any(c in cleaned for c in "[]【】") else None
+
+
+def _parse_entities(text: str, spec: AnswerSpec) -> ParseResult:
+    lookup = _type_lookup(spec.entity_types, spec.language, entities=True)
+    found: dict[tuple[str, str], None] = {}
+    recognised, problems = 0, []
+    for line in _lines(text):
+        split = at.split_label(line)
+        entity_type = _resolve(split[0], lookup, spec.entity_types is None) if split else None
+        if split is None or entity_type is None:
+            problems.append(f"ignored line {line.strip()[:60]!r}")
+            continue
+        recognised += 1
+        _add_items(found, entity_type, split[1])
+    if not recognised:
+        if at.is_none_word(text):
+            return ParseResult(Prediction("ner"), True)
+        lines = _lines(text)
+        if spec.entity_types is not None and len(spec.entity_types) == 1 and lines:
+            _add_items(found, spec.entity_types[0], lines[0])  # a single-type answer without its type line
+            return ParseResult(
+                Prediction("ner", entities=tuple(found)), True, ("no type line; read as the only type",)
+            )
+        return ParseResult(
+            Prediction("ner"), False, ("no line of the form 'Type: mention; mention'", *problems[:3])
+        )
+    return ParseResult(Prediction("ner", entities=tuple(found)), True, tuple(problems))
+
+
+def _add_items(found: dict[tuple[str, str], None], entity_type: str, rest: str) -> None:
+    for piece in at.split_unescaped(rest, at.ITEM_SEPARATORS):
+        if not piece.strip() or at.is_none_word(piece):
+            continue
+        item = at.strip_item(piece)
+        if item:
+            found.setdefault((entity_type, item), None)
+
+
+def _parse_relations(text: str, spec: AnswerSpec) -> ParseResult:
+    lookup = _type_lookup(spec.relation_types, spec.language, entities=False)
+    found: dict[tuple[str, str, str], None] = {}
+    recognised, problems = 0, []
+    for line in _lines(text):
+        split = at.split_label(line)
+        relation_type = _resolve(split[0], lookup, spec.relation_types is None) if split else None
+        if split is None or relation_type is None:
+            problems.append(f"ignored line {line.strip()[:60]!r}")
+            continue
+        recognised += 1
+        problems += _add_pairs(found, relation_type, split[1])
+    if not recognised:
+        if at.is_none_word(text):
+            return ParseResult(Prediction("re"), True)
+        if spec.relation_types is not None and len(spec.relation_types) == 1 and at.find_pairs(text)[0]:
+            problems += _add_pairs(found, spec.relation_types[0], text)
+            return ParseResult(
+                Prediction("re", relations=tuple(found)), True, ("no relation-type line", *problems)
+            )
+        return ParseResult(
+            Prediction("re"), False, ("no line of the form 'relation: [head, tail]'", *problems[:3])
+        )
+    return ParseResult(Prediction("re", relations=tuple(found)), True, tuple(problems))
+
+
+def _add_pairs(found: dict[tuple[str, str, str], None], relation_type: str, rest: str) -> list[str]:
+    pairs, problems = at.find_pairs(rest)
+    for head, tail in pairs:
+        head_text, tail_text = at.strip_item(head), at.strip_item(tail)
+        if head_text and tail_text:
+            found.setdefault((relation_type, head_text, tail_text), None)
+    if not pairs and not at.is_none_word(rest):
+        problems.append(f"no [head, tail] pair in {rest.strip()[:60]!r}")
+    return problems
+
+
+def _answer_segment(text: str, words: frozenset[str]) -> str:
+    """The text after the first `Answer:`-like prefix (any line), or the whole text when there is none."""
+    for index, line in enumerate(text.splitlines()):
+        split = at.split_label(line)
+        if split and at.label_key(split[0]) in words:
+            rest = split[1].strip()
+            return rest or "\n".join(text.splitlines()[index + 1 :])
+    return text
+
+
+def _parse_labels(text: str, spec: AnswerSpec) -> ParseResult:
+    segment = _answer_segment(text, _LABEL_WORDS)
+    single = spec.task != "tc_multilabel"
+    if spec.label_names is None:
+        first_line = next(iter(_lines(segment)), "")
+        pieces = (at.strip_item(piece) for piece in at.split_unescaped(first_line, at.ITEM_SEPARATORS))
+        labels = tuple(dict.fromkeys(piece for piece in pieces if piece and not at.is_none_word(piece)))
+        ok = bool(labels) or at.is_none_word(segment)
+        prediction = Prediction(spec.task, labels=labels[:1] if single else labels)
+        return ParseResult(prediction, ok, () if ok else ("no label found",))
+    found, leftovers = _match_names(at.unescape(segment), spec.label_names)
+    problems = tuple(f"not a known label: {piece!r}" for piece in leftovers[:3])
+    if not found:
+        if at.is_none_word(segment) and "none" not in {name.casefold() for name in spec.label_names}:
+            return ParseResult(Prediction(spec.task), True)
+        return ParseResult(
+            Prediction(spec.task),
+            False,
+            (f"none of the labels {list(spec.label_names)[:12]} found", *problems),
+        )
+    labels = tuple(dict.fromkeys(found))
+    return ParseResult(Prediction(spec.task, labels=labels[:1] if single else labels), True, problems)
+
+
+def _match_names(segment: str, names: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Known names found in `segment` (in text order, longest match first) and the leftover pieces."""
+    folded = unicodedata.normalize("NFKC", segment).casefold()
+    if len(folded) != len(segment):
+        folded = segment.casefold()
+    taken = [False] * len(folded)
+    hits: list[tuple[int, str]] = []
+    for name in sorted(names, key=len, reverse=True):
+        needle = name.casefold()
+        start = folded.find(needle)
+        while needle and start >= 0:
+            end = start + len(needle)
+            if not any(taken[start:end]) and _bounded(folded, start, end):
+                taken[start:end] = [True] * (end - start)
+                hits.append((start, name))
+            start = folded.find(needle, start + 1)
+    rest = "".join(" " if taken[index] else character for index, character in enumerate(segment))
+    leftovers = [piece.strip(" .。\t") for piece in re.split(r"[;；,，、\n]", rest)]
+    return [name for _, name in sorted(hits)], [piece for piece in leftovers if piece]
+
+
+def _bounded(text: str, start: int, end: int) -> bool:
+    """An English name must not be part of a longer word ("none" in "nonetheless")."""
+    before = text[start - 1] if start > 0 else " "
+    after = text[end] if end < len(text) else " "
+    return not (before.isascii() and before.isalnum()) and not (after.isascii() and after.isalnum())
+
+
+_YES_NO = re.compile(r"\b(yes|no|maybe)\b")
+_YES_NO_ZH = {value: key for key, value in YES_NO_MAYBE_ZH.items()} | {"可能": "maybe", "不是": "no"}
+
+
+def _parse_yes_no(text: str, spec: AnswerSpec) -> ParseResult:
+    segment = unicodedata.normalize("NFKC", _answer_segment(text, _ANSWER_WORDS)).casefold()
+    match = _YES_NO.search(segment)
+    candidates = [(match.start(), match.group(1))] if match else []
+    for word, answer in sorted(_YES_NO_ZH.items(), key=lambda pair: -len(pair[0])):
+        position = segment.find(word)
+        if position >= 0:
+            candidates.append((position, answer))
+    if not candidates:
+        return ParseResult(Prediction("qa_yesno"), False, (f"no {'/'.join(YES_NO_MAYBE)} in the output",))
+    return ParseResult(Prediction("qa_yesno", answer=min(candidates)[1]), True)
+
+
+_LEADING_LETTER = re.compile(r"^[\s(（\[【*]*([A-Za-z])(?=$|[\s.．、:：)）\]】*,，])")
+_ANSWER_IS = re.compile(
+    r"(?:answer\s+is|answer\s*:|option|答案[是为]?|选择?|选项)\s*[:：]?\s*[(（\[【*]*([A-Za-z])(?![A-Za-z])",
+    re.IGNORECASE,
+)
+
+
+def _parse_choice(text: str, spec: AnswerSpec) -> ParseResult:
+    choices = spec.choices or {}
+    segment = unicodedata.normalize("NFKC", _answer_segment(text, _ANSWER_WORDS))
+    for match in (_LEADING_LETTER.match(segment), _ANSWER_IS.search(unicodedata.normalize("NFKC", text))):
+        if match and match.group(1).upper() in choices:
+            return ParseResult(Prediction("qa_mc", answer=match.group(1).upper()), True)
+    folded = at.canonical_text(segment).casefold()
+    for key, option in sorted(choices.items(), key=lambda pair: -len(pair[1])):
+        needle = at.canonical_text(unicodedata.normalize("NFKC", option)).casefold()
+        if needle and needle in folded:
+            return ParseResult(Prediction("qa_mc", answer=key), True, ("answered with the option text",))
+    return ParseResult(
+        Prediction("qa_mc"), False, (f"no option letter among {sorted(choices)} and no option text",)
+    )

@@ -1,0 +1,72 @@
+"""Source-format converters, one module per format, and the registry of them.
+
+`FORMATS` maps the format names of DESIGN.md to converters (`Source -> Iterator[Record | BadRecord]`).
+To add a format: write a module with one converter function, add it here, and list the tasks it can
+feed in `FORMAT_TASKS` (its first task is the records' own) and its language in `FORMAT_LANGUAGES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from taiyi_ray.config.data import Language, Task
+from taiyi_ray.data.formats.alpaca_json import convert_alpaca_json
+from taiyi_ray.data.formats.base import BadRecord, Converter, Source
+from taiyi_ray.data.formats.bio_tsv import convert_bio_tsv
+from taiyi_ray.data.formats.cmeee import convert_cmeee
+from taiyi_ray.data.formats.cmeie import convert_cmeie
+from taiyi_ray.data.formats.hoc_tsv import convert_hoc_tsv
+from taiyi_ray.data.formats.kuake_qic import convert_kuake_qic
+from taiyi_ray.data.formats.litcovid_csv import convert_litcovid_csv
+from taiyi_ray.data.formats.medqa_jsonl import convert_medqa_jsonl
+from taiyi_ray.data.formats.pubmedqa import convert_pubmedqa
+from taiyi_ray.data.formats.pubtator_cdr import convert_pubtator_cdr
+from taiyi_ray.data.formats.sharegpt_jsonl import convert_sharegpt_jsonl
+from taiyi_ray.data.formats.unified_jsonl import convert_unified_jsonl
+
+FORMATS: Mapping[str, Converter] = MappingProxyType(
+    {
+        "bio_tsv": convert_bio_tsv,
+        "pubtator_cdr": convert_pubtator_cdr,
+        "cmeee": convert_cmeee,
+        "cmeie": convert_cmeie,
+        "kuake_qic": convert_kuake_qic,
+        "hoc_tsv": convert_hoc_tsv,
+        "litcovid_csv": convert_litcovid_csv,
+        "pubmedqa": convert_pubmedqa,
+        "medqa_jsonl": convert_medqa_jsonl,
+        "sharegpt_jsonl": convert_sharegpt_jsonl,
+        "alpaca_json": convert_alpaca_json,
+        "unified_jsonl": convert_unified_jsonl,
+    }
+)
+
+ALL_TASKS: tuple[Task, ...] = (
+    "ner", "re", "tc", "tc_multilabel", "qa_yesno", "qa_mc", "qa_open", "dialogue", "translation", "text_pair",
+)  # fmt: skip
+
+# The instruction tasks each format's records can feed (a PubTator CDR file feeds NER and CID RE).
+FORMAT_TASKS: Mapping[str, tuple[Task, ...]] = MappingProxyType(
+    {
+        "bio_tsv": ("ner",),
+        "pubtator_cdr": ("re", "ner"),
+        "cmeee": ("ner",),
+        "cmeie": ("re", "ner"),
+        "kuake_qic": ("tc",),
+        "hoc_tsv": ("tc_multilabel",),
+        "litcovid_csv": ("tc_multilabel",),
+        "pubmedqa": ("qa_yesno",),
+        "medqa_jsonl": ("qa_mc",),
+        "sharegpt_jsonl": ("dialogue",),
+        "alpaca_json": ("dialogue",),
+        "unified_jsonl": ALL_TASKS,
+    }
+)
+
+# The language of a format's records when the caller names none (MedQA: pass zh for MCMLE).
+FORMAT_LANGUAGES: Mapping[str, Language] = MappingProxyType(
+    {name: ("zh" if name in ("cmeee", "cmeie", "kuake_qic") else "en") for name in FORMATS}
+)
+
+__all__ = ["FORMATS", "FORMAT_LANGUAGES", "FORMAT_TASKS", "BadRecord", "Converter", "Source"]

@@ -1,0 +1,118 @@
+"""Shared reading helpers of the converters: streamed lines with numbers, record building, local ids.
+
+Every converter reads through `Source.storage` (local paths and s3:// alike), line by line or item by
+item, so a file is never loaded whole. Building a `Record` is wrapped so that a validation failure
+becomes a `BadRecord` naming the file, line and reason instead of an exception.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from taiyi_ray.data.formats.base import BadRecord, Source
+from taiyi_ray.data.schema import Record
+from taiyi_ray.storage import basename
+
+MAX_RAW_CHARS = 20_000
+"""A rejected item's raw text is kept up to this many characters in the rejects file."""
+
+
+@dataclass(frozen=True)
+class Line:
+    """One line of a text file: its 1-based number and its text without the line end.
+
+    `error` is set (and `text` empty) when the line is not valid UTF-8.
+    """
+
+    number: int
+    text: str
+    error: str | None = None
+
+
+def iter_lines(source: Source) -> Iterator[Line]:
+    """Stream a UTF-8 text file line by line (LF or CRLF ends; a leading BOM is dropped).
+
+    Lines are split on `\\n` only, so a stray `\\r` or other Unicode line separator inside a field stays
+    part of its line. An undecodable line is reported on its own rather than failing the whole file.
+    """
+    with source.storage.open(source.uri, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8) :]
+            raw = raw.rstrip(b"\n").rstrip(b"\r")
+            try:
+                yield Line(number, raw.decode("utf-8"))
+            except UnicodeDecodeError as error:
+                yield Line(number, "", f"not valid UTF-8 ({error.reason} at byte {error.start})")
+
+
+def validation_reason(error: ValidationError) -> str:
+    """The first problem of a pydantic error as one sentence (without pydantic's 'Value error,' prefix)."""
+    problems = error.errors()
+    first = problems[0]
+    message = str(first["msg"]).removeprefix("Value error, ")
+    where = ".".join(str(part) for part in first["loc"])
+    extra = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+    return (f"{where}: {message}" if where else message) + extra
+
+
+def build_record(source: Source, line: int | None, raw: str, fields: dict[str, Any]) -> Record | BadRecord:
+    """A validated `Record` with the source's dataset/split/language, or a `BadRecord` saying why not."""
+    try:
+        return Record(dataset=source.dataset, split=source.split, language=source.language, **fields)
+    except ValidationError as error:
+        return bad(source, line, str(fields.get("id") or "") or None, validation_reason(error), raw)
+
+
+def bad(source: Source, line: int | None, record_id: str | None, reason: str, raw: str = "") -> BadRecord:
+    return BadRecord(
+        source=source.uri, line=line, record_id=record_id, reason=reason, raw=raw[:MAX_RAW_CHARS]
+    )
+
+
+def local_id(source: Source, number: int) -> str:
+    """An id for an item of a source that has none: `{file name}:{n}` (unique within the file).
+
+    Such ids are local to their file; decontamination compares document ids only when they are PubMed
+    ids, so two files' `test.tsv:12` never count as the same document.
+    """
+    return f"{basename(source.uri)}:{number}"
+
+
+def require_str(value: Any, field: str) -> str:
+    """`value` when it is a non-empty string; raises ValueError naming the field otherwise."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"field {field!r} must be a non-empty string, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class JsonLine:
+    """A non-blank line of a JSON Lines file: its 1-based item number, line, parsed value or error."""
+
+    number: int
+    line: Line
+    value: Any
+    error: str | None
+
+
+def iter_json_lines(source: Source) -> Iterator[JsonLine]:
+    """Stream a JSON Lines file; an undecodable or invalid line yields an item with `error` set."""
+    number = 0
+    for line in iter_lines(source):
+        if line.error is None and not line.text.strip():
+            continue
+        number += 1
+        if line.error:
+            yield JsonLine(number, line, None, line.error)
+            continue
+        try:
+            yield JsonLine(number, line, json.loads(line.text), None)
+        except json.JSONDecodeError as error:
+            yield JsonLine(number, line, None, f"not valid JSON: {error.msg} at column {error.colno}")

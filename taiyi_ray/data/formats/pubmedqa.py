@@ -1,0 +1,65 @@
+"""`pubmedqa`: PubMedQA PQA-L/PQA-A JSON (one object keyed by PMID).
+
+Each value has `QUESTION`, `CONTEXTS` (list of abstract sections; `LABELS` names them), and
+`final_decision` (yes/no/maybe; absent in the unlabelled PQA-U). One yes/no/maybe record per PMID; the
+context is the sections joined by newlines (the conclusion, `LONG_ANSWER`, is not part of the context,
+as in the official reasoning-required setting). Document id = PMID, so decontamination finds the same
+article in `ori_pqal.json` and in the test set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from taiyi_ray.data.formats._io import bad, build_record, require_str
+from taiyi_ray.data.formats._jsonstream import iter_json_items
+from taiyi_ray.data.formats.base import BadRecord, Source
+from taiyi_ray.data.schema import Record
+from taiyi_ray.data.vocab import YES_NO_MAYBE
+
+
+def convert_pubmedqa(source: Source) -> Iterator[Record | BadRecord]:
+    """Yield one qa_yesno record per PMID of a PubMedQA JSON object."""
+    with source.storage.open(source.uri, "rb") as handle:
+        for item in iter_json_items(handle):
+            if item.error:
+                yield bad(source, item.line, None, item.error, item.raw)
+                return
+            if item.key is None:
+                yield bad(
+                    source,
+                    item.line,
+                    None,
+                    "expected a JSON object keyed by PMID, got an array item",
+                    item.raw,
+                )
+                continue
+            try:
+                fields = _fields(item.key, item.value)
+            except ValueError as error:
+                yield bad(source, item.line, item.key, str(error), item.raw)
+                continue
+            yield build_record(source, item.line, item.raw, fields)
+
+
+def _fields(pmid: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(
+            f"expected an object with QUESTION, CONTEXTS and final_decision, got {type(value).__name__}"
+        )
+    question = require_str(value.get("QUESTION"), "QUESTION")
+    contexts = value.get("CONTEXTS")
+    if not isinstance(contexts, list) or not all(isinstance(part, str) for part in contexts):
+        raise ValueError(f"CONTEXTS must be a list of strings, got {contexts!r:.80}")
+    answer = value.get("final_decision")
+    if answer is not None and answer not in YES_NO_MAYBE:
+        raise ValueError(f"final_decision {answer!r} is not one of {list(YES_NO_MAYBE)}")
+    return {
+        "id": pmid,
+        "document_id": pmid,
+        "task": "qa_yesno",
+        "question": question,
+        "context": "\n".join(part.strip() for part in contexts),
+        "answer": answer,
+    }

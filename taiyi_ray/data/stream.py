@@ -1,0 +1,235 @@
+"""A training worker's data stream: its rows of the `DataPlan`, read with Ray Data, collated into
+micro-batches, one optimizer step at a time, from any `DataPosition` onwards.
+
+Ray Data does the IO: one streaming `read_parquet` over the files this worker needs, in the order it
+needs them (with prefetching, so reads overlap training). The worker loads the files of one shuffle
+window, then takes its rows of that window in plan order. Rows keep their global identity, so a step's
+sample ids are known exactly (the run's data fingerprint hashes them).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from taiyi_ray.data.plan import DataPlan, DataPosition, epoch_chunk
+from taiyi_ray.data.tokenize import IGNORE_INDEX
+from taiyi_ray.storage import Storage
+
+log = logging.getLogger(__name__)
+
+STREAM_COLUMNS = ["input_ids", "labels", "position_ids", "sample_ids", "datasets", "num_label_tokens"]
+
+
+@dataclass
+class StepData:
+    """The rows one worker consumes in one optimizer step, as `accumulation` micro-batches."""
+
+    epoch: int
+    step_in_epoch: int
+    steps_in_epoch: int
+    micro_batches: list[dict[str, torch.Tensor]]
+    sample_ids: list[str]
+    datasets: list[str]
+    label_tokens: int
+    tokens: int
+
+
+@dataclass
+class _Window:
+    """The rows of one shuffle window this worker consumes: which files to load, which rows to take."""
+
+    epoch: int
+    files: list[int]
+    row_ids: np.ndarray
+
+
+def collate(rows: pa.Table, pad_id: int) -> dict[str, torch.Tensor]:
+    """Pad rows to the longest in the micro-batch. Padding gets label -100 and its own position ids
+    (0, 1, ...), so it forms a separate block of the block-diagonal mask and never mixes with data."""
+    input_ids = rows.column("input_ids").to_pylist()
+    labels = rows.column("labels").to_pylist()
+    positions = rows.column("position_ids").to_pylist()
+    length = max(len(ids) for ids in input_ids)
+    batch = np.full((len(input_ids), length), pad_id, dtype=np.int64)
+    batch_labels = np.full((len(input_ids), length), IGNORE_INDEX, dtype=np.int64)
+    batch_positions = np.tile(np.arange(length, dtype=np.int64), (len(input_ids), 1))
+    for index, (ids, row_labels, row_positions) in enumerate(zip(input_ids, labels, positions, strict=True)):
+        batch[index, : len(ids)] = ids
+        batch_labels[index, : len(ids)] = row_labels
+        batch_positions[index, : len(ids)] = row_positions
+        batch_positions[index, len(ids) :] = np.arange(length - len(ids))
+    return {
+        "input_ids": torch.from_numpy(batch),
+        "labels": torch.from_numpy(batch_labels),
+        "position_ids": torch.from_numpy(batch_positions),
+    }
+
+
+@dataclass
+class RankStream:
+    """Iterate `StepData` for one worker from `position` to the end of `epochs`."""
+
+    plan: DataPlan
+    storage: Storage
+    world: int
+    rank: int
+    micro_batch_size: int
+    accumulation: int
+    epochs: int
+    pad_id: int
+    position: DataPosition = field(default_factory=DataPosition)
+    max_steps: int | None = None
+    prefetch_batches: int = 2
+
+    @property
+    def rows_per_step(self) -> int:
+        return self.micro_batch_size * self.accumulation
+
+    def _epoch_rows(self, epoch: int) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """(this worker's global row ids, their positions, steps already done, steps in epoch)."""
+        order, _ = self.plan.epoch_order(epoch)
+        segments = self.position.segments if epoch == self.position.epoch else []
+        mine, done, total = epoch_chunk(len(order), segments, self.world, self.rank, self.rows_per_step)
+        return order[mine], mine, done, total
+
+    def _windows(self) -> Iterator[tuple[_Window, int, int]]:
+        """Windows to load, in order, with (steps already done in the epoch, steps in the epoch)."""
+        for epoch in range(self.position.epoch, self.epochs):
+            row_ids, positions, done, total = self._epoch_rows(epoch)
+            _, window_starts = self.plan.epoch_order(epoch)
+            window_of_row = np.searchsorted(window_starts, positions, side="right") - 1
+            boundaries = np.flatnonzero(np.diff(window_of_row)) + 1
+            for chunk in np.split(np.arange(len(row_ids)), boundaries):
+                if len(chunk):
+                    files, _ = self.plan.locate(row_ids[chunk])
+                    yield _Window(epoch, sorted(set(files.tolist())), row_ids[chunk]), done, total
+
+    def __iter__(self) -> Iterator[StepData]:
+        windows = list(self._windows())
+        if not windows:
+            return
+        tables = self._read_windows([window for window, _, _ in windows])
+        pending: list[pa.Table] = []
+        pending_rows = 0
+        steps_yielded = 0
+        current_epoch = windows[0][0].epoch
+        step_in_epoch = windows[0][1]
+        for (window, done, total), window_table in zip(windows, tables, strict=True):
+            if window.epoch != current_epoch:
+                current_epoch, step_in_epoch, pending, pending_rows = window.epoch, done, [], 0
+            pending.append(window_table)
+            pending_rows += window_table.num_rows
+            while pending_rows >= self.rows_per_step:
+                rows = pa.concat_tables(pending)
+                step_rows, rest = rows.slice(0, self.rows_per_step), rows.slice(self.rows_per_step)
+                pending, pending_rows = [rest], rest.num_rows
+                yield self._step(window.epoch, step_in_epoch, total, step_rows)
+                step_in_epoch += 1
+                steps_yielded += 1
+                if self.max_steps is not None and self.position.global_step + steps_yielded >= self.max_steps:
+                    return
+
+    def _step(self, epoch: int, step_in_epoch: int, total: int, rows: pa.Table) -> StepData:
+        micro = [
+            collate(rows.slice(start, self.micro_batch_size), self.pad_id)
+            for start in range(0, rows.num_rows, self.micro_batch_size)
+        ]
+        sample_ids = [item for group in rows.column("sample_ids").to_pylist() for item in group]
+        datasets = [item for group in rows.column("datasets").to_pylist() for item in group]
+        label_tokens = int(sum(rows.column("num_label_tokens").to_pylist()))
+        tokens = int(sum(len(ids) for ids in rows.column("input_ids").to_pylist()))
+        return StepData(epoch, step_in_epoch, total, micro, sample_ids, datasets, label_tokens, tokens)
+
+    def _read_windows(self, windows: list[_Window]) -> Iterator[pa.Table]:
+        """For each window, a table of this worker's rows of it in plan order (one Ray Data pipeline)."""
+        visits = [file_index for window in windows for file_index in window.files]
+        files = _VisitAssembler(
+            read_visits(self.storage, [self.plan.locations[i] for i in visits], self.prefetch_batches)
+        )
+        visit = 0
+        for window in windows:
+            loaded = []
+            for _ in window.files:
+                loaded.append(files.next_visit(visit, int(self.plan.file_rows[visits[visit]])))
+                visit += 1
+            starts = dict(
+                zip(window.files, np.cumsum([0] + [table.num_rows for table in loaded[:-1]]), strict=True)
+            )
+            file_of_row, row_in_file = self.plan.locate(window.row_ids)
+            indices = np.array([starts[int(f)] for f in file_of_row], dtype=np.int64) + row_in_file
+            yield pa.concat_tables(loaded).take(pa.array(indices))
+
+
+def _read_visit(batch: dict[str, Any], storage: Storage, columns: list[str]) -> pa.Table:
+    """Ray Data task: read one shard file (a visit) through the storage layer, tagged with its visit index."""
+    import pyarrow.parquet as pq
+
+    (visit,), (location,) = batch["visit"], batch["location"]
+    filesystem, path = storage.arrow(str(location))
+    try:
+        table = pq.read_table(path, filesystem=filesystem, columns=columns)
+    except (OSError, pa.ArrowInvalid) as error:
+        raise RuntimeError(f"{location}: cannot read shard ({error})") from error
+    return table.append_column("visit", pa.array(np.full(table.num_rows, int(visit), dtype=np.int64)))
+
+
+def read_visits(storage: Storage, locations: list[str], prefetch_batches: int = 2) -> Iterator[pa.Table]:
+    """Stream the given shard files, repeats allowed, in the given order, as Ray Data batches.
+
+    `read_parquet` would de-duplicate paths and merge small files into one block, so the read is a
+    `map_batches` over the list of visits instead (one task per file, order preserved).
+    """
+    import ray.data
+
+    from taiyi_ray.data.build_shards import ordered_execution
+
+    with ordered_execution():
+        items = ray.data.from_items(
+            [{"visit": index, "location": location} for index, location in enumerate(locations)],
+            override_num_blocks=min(len(locations), 64),
+        )
+        dataset = items.map_batches(
+            _read_visit,  # type: ignore[arg-type]  # extra fn_kwargs are not in Ray's stub
+            fn_kwargs={"storage": storage, "columns": STREAM_COLUMNS},
+            batch_size=1,
+            batch_format="numpy",
+        )
+    yield from dataset.iter_batches(
+        batch_format="pyarrow", batch_size=None, prefetch_batches=prefetch_batches
+    )
+
+
+class _VisitAssembler:
+    """Cuts Ray Data's ordered batches back into whole files, one visit at a time."""
+
+    def __init__(self, batches: Iterator[pa.Table]) -> None:
+        self.batches = batches
+        self.buffer: pa.Table | None = None
+
+    def next_visit(self, visit: int, expected_rows: int) -> pa.Table:
+        parts: list[pa.Table] = []
+        while True:
+            if self.buffer is None or self.buffer.num_rows == 0:
+                self.buffer = next(self.batches, None)
+                if self.buffer is None:
+                    break
+            visits = self.buffer.column("visit").to_numpy()
+            if visits[0] != visit:
+                if visits[0] < visit:
+                    raise RuntimeError(f"data stream out of order: visit {visits[0]} arrived after {visit}")
+                break
+            length = int(np.argmax(visits != visit)) if (visits != visit).any() else len(visits)
+            parts.append(self.buffer.slice(0, length))
+            self.buffer = self.buffer.slice(length)
+        table = pa.concat_tables(parts).drop(["visit"]) if parts else None
+        if table is None or table.num_rows != expected_rows:
+            got = 0 if table is None else table.num_rows
+            raise RuntimeError(f"shard visit {visit}: {got} rows arrived, the manifest says {expected_rows}")
+        return table

@@ -1,0 +1,24 @@
+"""Integration fixtures: the test config, and shard sets of the demo corpus tokenized with the real
+Qwen2 tokenizer, written to the S3 endpoint once per session and shared by the training tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.helpers import config_for, s3_root
+
+
+@pytest.fixture(scope="session")
+def prepared_shards(ray_cluster: None, shared_dir: Path, s3_endpoint: str) -> dict[str, Any]:
+    """The prepare_data job on the demo corpus -> shard sets on S3 (real Qwen2 tokenizer)."""
+    from taiyi_ray.config.jobs import DataJobConfig
+    from taiyi_ray.data.job import run_data_job
+
+    root = s3_root("shards")
+    config = config_for(root, f"model.tokenizer={shared_dir / 'tokenizers' / 'qwen2'}")
+    data_config = DataJobConfig(storage=config.storage, ray=config.ray, model=config.model, data=config.data)
+    summary = run_data_job(data_config, f"{root}/runs/data")
+    return {"root": root, "summary": summary, "config": config}
