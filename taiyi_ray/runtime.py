@@ -32,7 +32,6 @@ FORWARDED_ENV = (
     "AWS_DEFAULT_REGION",
     "HF_HUB_OFFLINE",
     "TORCH_EXTENSIONS_DIR",
-    "DS_ACCELERATOR",
 )
 
 
@@ -44,20 +43,30 @@ def has_cuda() -> bool:
 
 
 def base_env() -> dict[str, str]:
-    """The variables every process of a job needs (defaults; values already set win)."""
-    env = {
+    """The variables every process of a job needs (defaults; values already set win).
+
+    Device settings are not among them: a CPU driver (a Kubernetes head pod) must not tell GPU workers
+    to use DeepSpeed's CPU accelerator; each process decides for itself (`configure_device_env`).
+    """
+    return {
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
         "AWS_EC2_METADATA_DISABLED": "true",
-        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
         "RAY_TRAIN_V2_ENABLED": "1",
         "TORCH_EXTENSIONS_DIR": str(REPO_ROOT / ".cache" / "torch_extensions"),
         "PYTHONPATH": _python_path(),
     }
+
+
+# Only for a cluster this process starts on its own machine: every Ray listener, and gloo, on loopback.
+LOCAL_CLUSTER_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "GLOO_SOCKET_IFNAME": "lo"}
+
+
+def configure_device_env() -> None:
+    """On a process with no CUDA device, DeepSpeed must use its CPU accelerator (it then uses gloo).
+    Call before DeepSpeed is imported (job drivers and every training worker do)."""
     if not has_cuda():
-        env["DS_ACCELERATOR"] = "cpu"
-        env["GLOO_SOCKET_IFNAME"] = "lo"
-    return env
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 
 def _python_path() -> str:
@@ -73,6 +82,10 @@ def prepare_process_env() -> None:
             os.environ[key] = value
         else:
             os.environ.setdefault(key, value)
+    if not os.environ.get("RAY_ADDRESS"):
+        for key, value in LOCAL_CLUSTER_ENV.items():
+            os.environ.setdefault(key, value)
+    configure_device_env()
 
 
 def worker_env() -> dict[str, str]:
@@ -98,6 +111,7 @@ def init_ray(config: RayConfig) -> None:
         log.info("joining Ray cluster at %s", address)
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
         return
+    runtime_env["env_vars"].update(LOCAL_CLUSTER_ENV)
     log.info("starting a local Ray cluster (num_cpus=%d, loopback only)", config.num_cpus)
     ray.init(
         num_cpus=config.num_cpus,

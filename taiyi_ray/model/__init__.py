@@ -1,0 +1,1 @@
+"""Model building and loading, shared by training, export, serving and evaluation."""

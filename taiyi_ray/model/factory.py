@@ -1,0 +1,76 @@
+"""Causal LMs: a random-weight Qwen2 from a shape (demo, tests), or any Hugging Face model directory."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, PreTrainedModel, Qwen2Config
+
+from taiyi_ray.config.model import TinyQwen2Shape
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+
+
+def padded_vocab_size(tokenizer_length: int, multiple: int = 64) -> int:
+    """Embedding rows for a tokenizer: its length rounded up (tensor-core friendly, as Qwen does)."""
+    return ((tokenizer_length + multiple - 1) // multiple) * multiple
+
+
+def build_tiny_qwen2(
+    shape: TinyQwen2Shape,
+    vocab_size: int,
+    seed: int,
+    eos_token_id: int,
+    pad_token_id: int,
+    attn_implementation: str = "sdpa",
+) -> PreTrainedModel:
+    """A random-weight Qwen2ForCausalLM (fp32, CPU), deterministic in `seed`."""
+    config = Qwen2Config(
+        vocab_size=vocab_size,
+        hidden_size=shape.hidden_size,
+        intermediate_size=shape.intermediate_size,
+        num_hidden_layers=shape.num_hidden_layers,
+        num_attention_heads=shape.num_attention_heads,
+        num_key_value_heads=shape.num_key_value_heads,
+        max_position_embeddings=shape.max_position_embeddings,
+        tie_word_embeddings=shape.tie_word_embeddings,
+        rope_theta=shape.rope_theta,
+        eos_token_id=eos_token_id,
+        pad_token_id=pad_token_id,
+        bos_token_id=None,
+        use_cache=True,
+    )
+    config._attn_implementation = attn_implementation
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    finally:
+        torch.random.set_rng_state(generator_state)
+    return model
+
+
+def load_causal_lm(
+    directory: str | Path, dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa"
+) -> PreTrainedModel:
+    """Load a Hugging Face causal LM directory (never from a hub: HF_HUB_OFFLINE is set for every job)."""
+    directory = Path(directory)
+    if not (directory / "config.json").exists():
+        raise FileNotFoundError(f"{directory}: no config.json; expected a Hugging Face model directory")
+    return AutoModelForCausalLM.from_pretrained(
+        str(directory), dtype=dtype, attn_implementation=attn_implementation
+    )
+
+
+def matmul_parameters(model: PreTrainedModel) -> int:
+    """N of the PaLM FLOP count: parameters of every matmul (all Linear layers incl. the LM head)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return sum(
+        module.weight.numel()
+        for name, module in base.named_modules()
+        if isinstance(module, torch.nn.Linear) and "lora_" not in name
+    )

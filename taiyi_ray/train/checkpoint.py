@@ -1,0 +1,178 @@
+"""Checkpoints: DeepSpeed state (weights, optimizer, scheduler), per-rank RNG and the data position,
+saved by every rank into one directory and reported to Ray Train, which merges the ranks' files into
+`{run_dir}/train/checkpoint-NNNNNN/` in the run's storage (local or s3://) and keeps the last K.
+
+With LoRA only the trainable (adapter) weights are saved: the frozen base is re-read from its source.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from taiyi_ray.data.plan import DataPosition
+from taiyi_ray.storage import Storage, join
+
+log = logging.getLogger(__name__)
+
+DEEPSPEED_TAG = "deepspeed"
+UNIVERSAL_TAG = "universal"
+STATE_FILE = "taiyi_state.json"
+COMPLETE_MARKER = "TAIYI_COMPLETE"
+CHECKPOINT_PREFIX = "checkpoint-"
+
+
+@dataclass
+class RestoredState:
+    position: DataPosition
+    checkpoint_step: int
+    state: dict[str, Any]
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def save_checkpoint(
+    engine: Any, rank: int, position: DataPosition, state: dict[str, Any], frozen_excluded: bool
+) -> str:
+    """Collective: every rank writes its part into a fresh local directory, which it returns."""
+    from deepspeed.checkpoint.constants import (
+        UNIVERSAL_CHECKPOINT_INFO,
+        UNIVERSAL_CHECKPOINT_VERSION_KEY,
+        UNIVERSAL_CHECKPOINT_VERSION_VALUE,
+    )
+
+    directory = tempfile.mkdtemp(prefix=f"taiyi-ckpt-{position.global_step:06d}-")
+    # The universal-checkpoint info lets ds_to_universal re-partition the state for another world size.
+    client_state = {
+        UNIVERSAL_CHECKPOINT_INFO: {UNIVERSAL_CHECKPOINT_VERSION_KEY: UNIVERSAL_CHECKPOINT_VERSION_VALUE}
+    }
+    engine.save_checkpoint(
+        directory, tag=DEEPSPEED_TAG, client_state=client_state, exclude_frozen_parameters=frozen_excluded
+    )
+    torch.save(rng_state(), os.path.join(directory, f"rng_rank{rank:05d}.pt"))
+    if rank == 0:
+        with open(os.path.join(directory, STATE_FILE), "w") as handle:
+            json.dump({"position": position.to_dict(), "world_size": engine.world_size, **state}, handle)
+    return directory
+
+
+def saved_world_size(directory: str) -> int:
+    with open(os.path.join(directory, STATE_FILE)) as handle:
+        return int(json.load(handle)["world_size"])
+
+
+def to_universal(directory: str, output: str) -> str:
+    """Convert a checkpoint's DeepSpeed state to DeepSpeed's universal format (any world size);
+    returns the directory to load with `load_universal` (the tag is `UNIVERSAL_TAG`)."""
+    target = os.path.join(output, UNIVERSAL_TAG)
+    command = [
+        sys.executable,
+        "-m",
+        "deepspeed.checkpoint.ds_to_universal",
+        "--input_folder",
+        os.path.join(directory, DEEPSPEED_TAG),
+        "--output_folder",
+        target,
+        "--num_extract_workers",
+        "1",
+        "--num_merge_workers",
+        "1",
+    ]
+    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    if completed.returncode != 0:
+        raise RuntimeError(
+            f"{directory}: conversion to a universal checkpoint failed:\n{completed.stderr[-2000:]}"
+        )
+    return output
+
+
+def restore_checkpoint(
+    engine: Any, rank: int, directory: str, frozen_excluded: bool, universal_dir: str | None = None
+) -> RestoredState:
+    """Load DeepSpeed state and this rank's RNG from a checkpoint directory (merged by Ray Train);
+    from `universal_dir` instead when the worker count changed (see `to_universal`)."""
+    with open(os.path.join(directory, STATE_FILE)) as handle:
+        saved = json.load(handle)
+    engine.load_checkpoint(
+        universal_dir or directory,
+        tag=UNIVERSAL_TAG if universal_dir else DEEPSPEED_TAG,
+        load_module_strict=not frozen_excluded,
+        load_optimizer_states=True,
+        load_lr_scheduler_states=True,
+    )
+    rng_file = os.path.join(directory, f"rng_rank{rank:05d}.pt")
+    if os.path.exists(rng_file):
+        set_rng_state(torch.load(rng_file, weights_only=False))
+    else:
+        log.warning(
+            "no RNG state for rank %d in %s (the worker count changed): RNG continues fresh", rank, directory
+        )
+    position = DataPosition.from_dict(saved.pop("position"))
+    return RestoredState(position, position.global_step, saved)
+
+
+def local_copy(checkpoint: Any, scratch: str) -> str:
+    """The checkpoint as a local directory (downloaded when it lives in object storage)."""
+    return str(checkpoint.to_directory(os.path.join(scratch, "resume")))
+
+
+def discard(directory: str) -> None:
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def checkpoint_name(step: int) -> str:
+    return f"{CHECKPOINT_PREFIX}{step:06d}"
+
+
+def checkpoint_step(location: str) -> int:
+    return int(location.rstrip("/").rsplit("/", 1)[-1].removeprefix(CHECKPOINT_PREFIX))
+
+
+def latest_complete_checkpoint(storage: Storage, run_dir: str) -> str | None:
+    """The newest checkpoint in `{run_dir}/train` that every rank finished writing.
+
+    Ray Train registers a reported checkpoint when its controller next polls the workers; a worker that
+    dies right after `report()` can beat that poll, and the restarted group then gets no checkpoint from
+    `ray.train.get_checkpoint()`. Rank 0 marks each checkpoint complete once `report()` (a barrier across
+    ranks) returns, so the run dir itself always tells where to resume.
+    """
+    train_dir = join(run_dir, "train")
+    if not storage.exists(train_dir):
+        return None
+    candidates = [
+        item
+        for item in storage.list(train_dir)
+        if item.rstrip("/").rsplit("/", 1)[-1].startswith(CHECKPOINT_PREFIX)
+        and storage.exists(join(item, COMPLETE_MARKER))
+    ]
+    return max(candidates, key=checkpoint_step) if candidates else None
+
+
+def mark_complete(storage: Storage, run_dir: str, step: int) -> None:
+    storage.write_text(
+        join(run_dir, "train", checkpoint_name(step), COMPLETE_MARKER), "all ranks wrote this checkpoint\n"
+    )

@@ -1,0 +1,152 @@
+"""Export a trained stage as a plain Hugging Face model directory: merged weights (or the adapter
+only), the tokenizer with the chat template and end token used in training, a generation config whose
+EOS is that end token, and a model card naming the base model, recipe, data and licences."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from typing import Any
+
+import torch
+from peft import PeftModel
+from transformers import GenerationConfig
+
+from taiyi_ray.data.chat_format import ENDOFTEXT, get_chat_format
+from taiyi_ray.data.tokenizer import configure_tokenizer, load_tokenizer
+from taiyi_ray.model.factory import load_causal_lm
+from taiyi_ray.model.result import TrainedModel, read_result
+from taiyi_ray.storage import Storage, join
+
+log = logging.getLogger(__name__)
+
+EXPORT_INFO = "taiyi_export.json"
+
+
+def export_model(
+    storage: Storage, from_run: str, output: str, merge: bool, model_name: str, licence: str
+) -> dict[str, Any]:
+    """Write the export of the stage run `from_run` to `output` (local path or URI)."""
+    result, directory = read_result(storage, from_run)
+    chat_format = get_chat_format(result.chat_format)
+    with tempfile.TemporaryDirectory() as scratch:
+        tokenizer = configure_tokenizer(
+            load_tokenizer(storage.download_dir(join(directory, result.tokenizer), f"{scratch}/tokenizer")),
+            chat_format,
+        )
+        local = f"{scratch}/export"
+        if result.method == "full":
+            model = load_causal_lm(
+                storage.download_dir(join(directory, str(result.weights)), f"{scratch}/weights")
+            )
+            model.save_pretrained(local, safe_serialization=True)
+        else:
+            base_dir = storage.download_dir(result.base_model, f"{scratch}/base")
+            adapter_dir = storage.download_dir(join(directory, str(result.adapter)), f"{scratch}/adapter")
+            base = load_causal_lm(base_dir, torch.float32)
+            if merge:
+                model = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+                model.save_pretrained(local, safe_serialization=True)
+            else:
+                PeftModel.from_pretrained(base, adapter_dir).save_pretrained(local, safe_serialization=True)
+                _point_adapter_at_base(local, result.base_model)
+        tokenizer.save_pretrained(local)
+        generation = GenerationConfig(
+            eos_token_id=tokenizer.convert_tokens_to_ids(chat_format.end_token),
+            pad_token_id=tokenizer.convert_tokens_to_ids(ENDOFTEXT),
+            do_sample=False,
+        )
+        generation.save_pretrained(local)
+        info = {
+            "model_name": model_name,
+            "chat_format": chat_format.name,
+            "end_token": chat_format.end_token,
+            "method": result.method,
+            "merged": merge or result.method == "full",
+            "base_model": result.base_model,
+            "from_run": from_run,
+        }
+        with open(os.path.join(local, EXPORT_INFO), "w") as handle:
+            json.dump(info, handle, indent=2)
+        with open(os.path.join(local, "README.md"), "w") as handle:
+            handle.write(model_card(result, storage, from_run, model_name, licence, merge))
+        storage.upload_dir(local, output)
+    return info
+
+
+def _point_adapter_at_base(local: str, base_model: str) -> None:
+    """An adapter-only export records where its base lives (peft reads base_model_name_or_path)."""
+    path = os.path.join(local, "adapter_config.json")
+    with open(path) as handle:
+        config = json.load(handle)
+    config["base_model_name_or_path"] = base_model
+    with open(path, "w") as handle:
+        json.dump(config, handle, indent=2)
+
+
+def _stage_history(storage: Storage, from_run: str) -> list[dict[str, Any]]:
+    """Summaries of this stage and the stages it continued from (newest first)."""
+    history, run = [], from_run
+    while run:
+        location = join(run, "summary.json")
+        if not storage.exists(location):
+            break
+        summary = storage.read_json(location)
+        history.append(summary)
+        run = summary.get("init_from")
+    return history
+
+
+def model_card(
+    result: TrainedModel, storage: Storage, from_run: str, model_name: str, licence: str, merge: bool
+) -> str:
+    history = _stage_history(storage, from_run)
+    rows = "\n".join(
+        f"| {item['stage']} | {item['method']} | ZeRO-{item['zero_stage']} | {item['steps']} | {item['samples']} | "
+        f"{item['epochs']} | {item['final_loss']:.4f} | {', '.join(sorted(item.get('realised_mix', {})))} |"
+        for item in reversed(history)
+    )
+    return f"""---
+license: other
+license_name: research-only-mixed
+tags: [biomedical, bilingual, taiyi-ray]
+---
+# {model_name}
+
+A bilingual (English/Chinese) biomedical model fine-tuned with taiyi-ray following the Taiyi recipe
+(two supervised stages: biomedical task data, then task data plus QA and dialogue).
+
+- Base model: `{result.base_model}`
+- Method: {result.method} ({"merged into the base weights" if merge or result.method == "full" else "adapter only; load it on top of the base model"})
+- Chat format: `{result.chat_format}` (chat_template.jinja; answers end with the tokenizer's EOS, which generation_config.json stops on)
+
+## Training
+| stage | method | ZeRO | steps | samples | epochs | final loss | datasets |
+|---|---|---|---|---|---|---|---|
+{rows}
+
+## Data and licences
+{licence}
+
+Several of the biomedical corpora used by the Taiyi recipe carry their own terms: the BioCreative
+corpora (BC5CDR, CHEMDNER, LitCovid) and CBLUE (CMeEE, CMeIE, KUAKE-QIC) are for research use, HoC is
+GPL-3.0, PubMedQA and MedQA are MIT, the BIO conversions of BC5CDR/NCBI are CC BY 4.0. Check the terms
+of every dataset in your catalogue before using or distributing this model.
+
+## Intended use
+Research on biomedical text mining and question answering. Not for clinical decision making.
+"""
+
+
+def run_export_job(config: Any, run_dir: str) -> dict[str, Any]:
+    storage = Storage(config.storage)
+    export = config.export
+    if export.from_run is None:
+        raise ValueError(
+            "export.from_run is not set: give a stage run dir, e.g. --set export.from_run=runs/runs/stage2-..."
+        )
+    output = join(run_dir, "model")
+    info = export_model(storage, export.from_run, output, export.merge, export.model_name, export.licence)
+    return {"run_dir": run_dir, "model_dir": output, **info}

@@ -1,0 +1,277 @@
+"""Driver side of a training stage: resolve the shard sets and the starting point, build the
+`TorchTrainer`, run it, and write `summary.json` (DESIGN.md fields) into the run dir."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import yaml
+
+from taiyi_ray.config.data import DataConfig
+from taiyi_ray.config.model import ModelConfig
+from taiyi_ray.config.train import DataSource, StageConfig
+from taiyi_ray.data.chat_format import get_chat_format
+from taiyi_ray.data.plan import DataPlan, DataPosition, SourceFiles, steps_per_epoch, steps_remaining
+from taiyi_ray.data.shards import ShardError, load_manifest, resolve_version
+from taiyi_ray.data.tokenizer import configure_tokenizer, load_tokenizer, save_tokenizer
+from taiyi_ray.model.factory import build_tiny_qwen2, padded_vocab_size
+from taiyi_ray.model.result import model_dir, read_result
+from taiyi_ray.runtime import init_ray
+from taiyi_ray.storage import Storage, join
+from taiyi_ray.train.checkpoint import STATE_FILE, latest_complete_checkpoint
+from taiyi_ray.train.deepspeed_config import build_deepspeed_config
+from taiyi_ray.train.fault import fault_step_from_env
+from taiyi_ray.train.outputs import STOP_FILE, TRAIN_STATE
+from taiyi_ray.train.spec import TrainSpec
+
+log = logging.getLogger(__name__)
+
+
+def shards_root(storage_root: str, data: DataConfig) -> str:
+    return data.shards_root or join(storage_root, "shards")
+
+
+def source_location(source: DataSource, storage_root: str, data: DataConfig) -> str:
+    if source.uri is not None:
+        return source.uri
+    return join(shards_root(storage_root, data), data.name, str(source.set))
+
+
+def resolve_sources(
+    stage: StageConfig, storage_root: str, data: DataConfig, storage: Storage
+) -> tuple[list[SourceFiles], dict[str, Any]]:
+    """Manifests of the stage's shard sets -> plan sources; all must share one tokenizer."""
+    sources, tokenizers = [], {}
+    for source in stage.data:
+        version_dir = resolve_version(storage, source_location(source, storage_root, data))
+        manifest = load_manifest(storage, version_dir)
+        sources.append(
+            SourceFiles(
+                tuple(join(version_dir, entry["name"]) for entry in manifest["files"]),
+                tuple(entry["rows"] for entry in manifest["files"]),
+                source.weight,
+            )
+        )
+        tokenizers[version_dir] = manifest["tokenizer"]
+    fingerprints = {item["fingerprint"] for item in tokenizers.values()}
+    if len(fingerprints) != 1:
+        raise ShardError(
+            f"the stage's shard sets were tokenized with different tokenizers: {json.dumps(tokenizers)}"
+        )
+    return sources, next(iter(tokenizers.values()))
+
+
+def _check_tokenizer(model: ModelConfig, manifest_tokenizer: dict[str, Any], storage: Storage) -> None:
+    """The configured tokenizer (if any) must be the one the shards were made with."""
+    from taiyi_ray.data.tokenizer import tokenizer_fingerprint
+
+    if model.tokenizer is None:
+        return
+    configured = configure_tokenizer(load_tokenizer(model.tokenizer), get_chat_format(model.chat_format))
+    if tokenizer_fingerprint(configured) != manifest_tokenizer["fingerprint"]:
+        raise ShardError(
+            f"model.tokenizer {model.tokenizer} differs from the tokenizer the shards were made with "
+            f"({manifest_tokenizer['location']}); re-run prepare_data with this tokenizer"
+        )
+
+
+def _tiny_base(model: ModelConfig, tokenizer_dir: str, run_dir: str, storage: Storage) -> str:
+    """Save the random-weight base once, so stage 2, export and serving use the very same weights."""
+    with tempfile.TemporaryDirectory() as scratch:
+        tokenizer = load_tokenizer(storage.download_dir(tokenizer_dir, f"{scratch}/tokenizer"))
+        base = build_tiny_qwen2(
+            model.tiny,
+            padded_vocab_size(len(tokenizer)),
+            model.init_seed,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            attn_implementation=model.attn_implementation,
+        )
+        base.generation_config.eos_token_id = tokenizer.eos_token_id
+        base.save_pretrained(f"{scratch}/base", safe_serialization=True)
+        save_tokenizer(tokenizer, f"{scratch}/base")
+        location = join(model_dir(run_dir), "base_model")
+        storage.upload_dir(f"{scratch}/base", location)
+    return location
+
+
+@contextmanager
+def stop_on_sigterm(storage: Storage, run_dir: str) -> Iterator[None]:
+    """While training, SIGTERM (`ray job stop`, pod eviction of the driver) asks the workers to
+    checkpoint and exit cleanly instead of killing the job; `--resume` continues from there."""
+
+    def request_stop(signum: int, frame: Any) -> None:
+        log.warning("SIGTERM: asking the workers to checkpoint and stop")
+        storage.write_text(join(run_dir, STOP_FILE), f"stop requested at {time.time()}\n")
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be installed from the main thread
+        return
+    previous = signal.signal(signal.SIGTERM, request_stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def build_spec(config: Any, stage_name: str, run_dir: str, storage: Storage, resume: bool) -> TrainSpec:
+    stage: StageConfig = getattr(config, stage_name)
+    sources, tokenizer = resolve_sources(stage, config.storage.root, config.data, storage)
+    _check_tokenizer(config.model, tokenizer, storage)
+    init_from, init_dir = None, None
+    if stage.init_from is not None:
+        init_from, init_dir = read_result(storage, stage.init_from)
+    elif stage_name == "stage2":
+        raise ValueError(
+            "stage2.init_from is not set: give the stage-1 run dir, e.g. --set stage2.init_from=runs/runs/stage1-..."
+        )
+    model = config.model
+    if init_from is None and model.base is None:
+        base = join(model_dir(run_dir), "base_model")
+        if not storage.exists(join(base, "config.json")):
+            base = _tiny_base(model, tokenizer["location"], run_dir, storage)
+        model = model.model_copy(update={"base": base})
+    rows_per_step = stage.micro_batch_size * stage.gradient_accumulation_steps
+    plan = DataPlan(sources, seed=stage.seed, shuffle=stage.shuffle)
+    per_epoch = steps_per_epoch(len(plan.epoch_order(0)[0]), stage.num_workers, rows_per_step)
+    if per_epoch == 0:
+        raise ValueError(
+            f"{stage_name}: {len(plan.epoch_order(0)[0])} rows per epoch do not fill one global batch of "
+            f"{stage.global_batch_size()} rows; lower micro_batch_size/gradient_accumulation_steps/num_workers"
+        )
+    resume_checkpoint = latest_complete_checkpoint(storage, run_dir) if resume else None
+    position = DataPosition()
+    if resume_checkpoint is not None:
+        position = DataPosition.from_dict(storage.read_json(join(resume_checkpoint, STATE_FILE))["position"])
+        log.info("resuming %s from step %d (epoch %d)", run_dir, position.global_step, position.epoch)
+    elif resume:
+        # A retried Kubernetes job passes --resume on every attempt; the first has nothing to resume.
+        log.info("--resume: %s holds no checkpoint yet; starting from the beginning", run_dir)
+    total = position.global_step + steps_remaining(
+        plan, position, stage.epochs, stage.num_workers, rows_per_step
+    )
+    if stage.max_steps is not None:
+        total = min(total, stage.max_steps)
+    return TrainSpec(
+        stage_name=stage_name,
+        run_dir=run_dir,
+        storage=config.storage,
+        model=model,
+        stage=stage,
+        sources=tuple(sources),
+        tokenizer_dir=tokenizer["location"],
+        tokenizer_fingerprint=tokenizer["fingerprint"],
+        steps_per_epoch=per_epoch,
+        total_steps=total,
+        init_from=init_from,
+        init_from_dir=init_dir,
+        fault_at_step=fault_step_from_env(),
+        resume_checkpoint=resume_checkpoint,
+    )
+
+
+def run_stage_job(config: Any, stage_name: str, run_dir: str, resume: bool = False) -> dict[str, Any]:
+    """Run one stage as a Ray Train job; returns the summary (also written to summary.json)."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from taiyi_ray.train.loop import train_loop_per_worker
+
+    storage = Storage(config.storage)
+    stage: StageConfig = getattr(config, stage_name)
+    if not resume and latest_complete_checkpoint(storage, run_dir):
+        raise ValueError(
+            f"{run_dir} already holds checkpoints: pass --resume to continue it, or another --run-dir"
+        )
+    storage.remove(join(run_dir, STOP_FILE))
+    init_ray(config.ray)
+    spec = build_spec(config, stage_name, run_dir, storage, resume)
+    storage.write_text(
+        join(run_dir, "config.yaml"), yaml.safe_dump(json.loads(config.model_dump_json()), sort_keys=False)
+    )
+    storage.write_json(
+        join(run_dir, "deepspeed_config.json"),
+        build_deepspeed_config(stage, stage.num_workers, stage.use_gpu),
+    )
+    attempts_before = _count_attempts(storage, run_dir)
+    filesystem, path = storage.arrow(run_dir)
+    resources = {"CPU": stage.cpus_per_worker, **stage.resources_per_worker}
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"spec": spec},
+        torch_config=TorchConfig(backend="nccl" if stage.use_gpu else "gloo"),
+        scaling_config=ScalingConfig(
+            num_workers=stage.num_workers, use_gpu=stage.use_gpu, resources_per_worker=resources
+        ),
+        run_config=RunConfig(
+            name="train",
+            storage_path=path,
+            storage_filesystem=filesystem if "://" in run_dir else None,
+            failure_config=FailureConfig(max_failures=stage.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=stage.keep_checkpoints),
+        ),
+    )
+    started = time.perf_counter()
+    log.info(
+        "%s: %d steps (%d per epoch x %d epochs), %d workers",
+        stage_name,
+        spec.total_steps,
+        spec.steps_per_epoch,
+        stage.epochs,
+        stage.num_workers,
+    )
+    with stop_on_sigterm(storage, run_dir):
+        trainer.fit()
+    return write_summary(storage, run_dir, stage_name, spec, attempts_before, time.perf_counter() - started)
+
+
+def _count_attempts(storage: Storage, run_dir: str) -> int:
+    attempts = join(run_dir, "attempts")
+    return len(storage.list(attempts)) if storage.exists(attempts) else 0
+
+
+def write_summary(
+    storage: Storage, run_dir: str, stage_name: str, spec: TrainSpec, attempts_before: int, wall_s: float
+) -> dict[str, Any]:
+    state = storage.read_json(join(run_dir, TRAIN_STATE))
+    attempts_dir = join(run_dir, "attempts")
+    attempts = [storage.read_json(item) for item in storage.list(attempts_dir)][attempts_before:]
+    resumed = [item["resumed_from_step"] for item in attempts if item["resumed_from_step"] is not None]
+    summary = {
+        "stage": stage_name,
+        "steps": state["steps"],
+        "samples": state["samples"],
+        "tokens": state["tokens"],
+        "final_loss": state["final_loss"],
+        "tokens_per_s": state["tokens_per_s"],
+        "mfu": state["mfu"],
+        "restarts": max(len(attempts) - 1, 0),
+        "resumed_from_step": resumed[-1] if resumed else None,
+        "data_fingerprint": state["data_fingerprint"],
+        "first_loss": state["first_loss"],
+        "epoch_mean_losses": state["epoch_mean_losses"],
+        "label_tokens": state["label_tokens"],
+        "total_steps": spec.total_steps,
+        "steps_per_epoch": spec.steps_per_epoch,
+        "epochs": spec.stage.epochs,
+        "global_batch_size": spec.stage.global_batch_size(),
+        "num_workers": spec.stage.num_workers,
+        "method": spec.stage.method,
+        "zero_stage": spec.stage.zero_stage,
+        "realised_mix": state["realised_mix"],
+        "initial_trainable_l2": state["initial_trainable_l2"],
+        "stopped_early": state["stopped_early"],
+        "init_from": spec.stage.init_from,
+        "model_dir": model_dir(run_dir),
+        "wall_time_s": round(wall_s, 1),
+    }
+    storage.write_json(join(run_dir, "summary.json"), summary)
+    return {"run_dir": run_dir, **summary}

@@ -1,0 +1,114 @@
+"""Per-step metrics: loss, lr, grad norm, real-token throughput, MFU; written by rank 0 to
+`metrics.jsonl` and TensorBoard in the run dir and logged as progress lines on the driver.
+
+MFU (PaLM): model FLOPs per trained token = 6N + 12*L*h*T (4N + 12*L*h*T for a frozen base with LoRA,
+whose frozen weights get no weight gradients), N = matmul parameters incl. the LM head, T = row length;
+MFU = real tokens/s per device x FLOPs per token / peak FLOP/s of the device. Null on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+# Dense bf16 peak FLOP/s by device name (vendor data sheets; no sparsity).
+PEAK_BF16_FLOPS = {
+    "H200": 989e12,
+    "H100": 989e12,
+    "H800": 989e12,
+    "A100": 312e12,
+    "A800": 312e12,
+    "L40S": 362e12,
+    "A40": 149.7e12,
+    "L4": 121e12,
+    "A10": 125e12,
+}
+
+
+def peak_flops(configured: float | None) -> float | None:
+    """Peak FLOP/s of this worker's device: configured, else from the CUDA device name; None on CPU."""
+    if configured is not None:
+        return configured
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name()
+    for key, value in PEAK_BF16_FLOPS.items():
+        if key in name:
+            return value
+    log.warning("unknown GPU %r: set stage.peak_flops_per_device for MFU", name)
+    return None
+
+
+def flops_per_token(matmul_params: int, layers: int, hidden: int, seq_len: int, frozen_base: bool) -> float:
+    return (4 if frozen_base else 6) * matmul_params + 12 * layers * hidden * seq_len
+
+
+class MetricsWriter:
+    """Rank 0's metrics sink: JSONL + TensorBoard under a local directory mirrored to the run dir."""
+
+    def __init__(self, local_dir: str, existing_lines: list[str], total_steps: int) -> None:
+        os.makedirs(local_dir, exist_ok=True)
+        self.local_dir = local_dir
+        self.path = os.path.join(local_dir, "metrics.jsonl")
+        with open(self.path, "w") as handle:
+            handle.writelines(line if line.endswith("\n") else line + "\n" for line in existing_lines)
+        self.total_steps = total_steps
+        self.started = time.perf_counter()
+        self._tensorboard: Any = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tensorboard = SummaryWriter(os.path.join(local_dir, "tensorboard"))
+        except ImportError:  # tensorboard is a dependency; a stripped image may lack it
+            log.warning("tensorboard not installed: metrics go to metrics.jsonl only")
+
+    def write(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self._tensorboard is not None:
+            for key, value in record.items():
+                if isinstance(value, int | float) and key != "step" and value is not None:
+                    self._tensorboard.add_scalar(f"train/{key}", value, record["step"])
+            self._tensorboard.flush()
+
+    def progress(self, record: dict[str, Any], first_step: int) -> None:
+        """A progress line (Ray forwards worker logs to the driver): step, loss, speed, ETA."""
+        elapsed = time.perf_counter() - self.started
+        step = record["step"]
+        done = max(step - first_step, 1)
+        eta_s = elapsed / done * (self.total_steps - step)
+        mfu = f" mfu {record['mfu']:.1%}" if record.get("mfu") is not None else ""
+        grad_norm = record["grad_norm"] if record["grad_norm"] is not None else float("nan")
+        log.info(
+            "step %d/%d (%.0f%%) epoch %d loss %.4f lr %.2e grad_norm %.3f tokens/s %.0f%s eta %.0fs",
+            step,
+            self.total_steps,
+            100 * step / self.total_steps,
+            record["epoch"],
+            record["loss"],
+            record["lr"],
+            grad_norm,
+            record["tokens_per_s"],
+            mfu,
+            eta_s,
+        )
+
+    def close(self) -> None:
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+
+
+def trim_metrics(lines: list[str], last_step: int) -> list[str]:
+    """Metric lines of steps <= last_step (what a resumed run keeps)."""
+    kept = []
+    for line in lines:
+        if line.strip() and json.loads(line).get("step", 0) <= last_step:
+            kept.append(line)
+    return kept

@@ -1,0 +1,153 @@
+"""The model a stage trains: base weights (tiny random Qwen2, a model directory, or the previous stage's
+result), then LoRA / QLoRA adapters via peft or full fine-tuning, gradient checkpointing, kernels."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+from peft import LoraConfig as PeftLoraConfig
+from peft import PeftModel, get_peft_model
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from taiyi_ray.config.train import StageConfig
+from taiyi_ray.model.factory import build_tiny_qwen2, load_causal_lm, padded_vocab_size
+from taiyi_ray.storage import Storage, join
+from taiyi_ray.train.spec import TrainSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainModel:
+    model: torch.nn.Module
+    base_location: str | None  # None: a tiny random base this stage must save with its result
+
+
+def _local(storage: Storage, location: str, scratch: str) -> str:
+    if "://" not in location:
+        return location
+    return storage.download_dir(location, os.path.join(scratch, os.path.basename(location.rstrip("/"))))
+
+
+def _base_model(
+    spec: TrainSpec, tokenizer: PreTrainedTokenizerBase, storage: Storage, scratch: str, dtype: torch.dtype
+) -> tuple[PreTrainedModel, str | None]:
+    previous = spec.init_from
+    if previous is not None and spec.init_from_dir is not None:
+        if previous.method == "full" and previous.weights:
+            location = join(spec.init_from_dir, previous.weights)
+        else:
+            location = previous.base_model
+        return load_causal_lm(
+            _local(storage, location, scratch), dtype, spec.model.attn_implementation
+        ), previous.base_model
+    if spec.model.base is not None:
+        return load_causal_lm(
+            _local(storage, spec.model.base, scratch), dtype, spec.model.attn_implementation
+        ), spec.model.base
+    model = build_tiny_qwen2(
+        spec.model.tiny,
+        padded_vocab_size(len(tokenizer)),
+        spec.model.init_seed,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        attn_implementation=spec.model.attn_implementation,
+    )
+    return model.to(dtype), None
+
+
+def _check_qlora(stage: StageConfig) -> None:
+    if stage.method != "qlora":
+        return
+    if not torch.cuda.is_available():
+        raise RuntimeError("method qlora needs a CUDA GPU (bitsandbytes 4-bit NF4); on CPU use method: lora")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as error:
+        raise RuntimeError("method qlora needs bitsandbytes: pip install bitsandbytes") from error
+
+
+def _peft_config(stage: StageConfig) -> PeftLoraConfig:
+    return PeftLoraConfig(
+        r=stage.lora.r,
+        lora_alpha=stage.lora.alpha,
+        lora_dropout=stage.lora.dropout,
+        target_modules=stage.lora.target_modules,
+        task_type="CAUSAL_LM",
+        bias="none",
+    )
+
+
+def build_train_model(
+    spec: TrainSpec, tokenizer: PreTrainedTokenizerBase, storage: Storage, scratch: str, dtype: torch.dtype
+) -> TrainModel:
+    """Base + adapters (or full weights), ready for `deepspeed.initialize`."""
+    stage = spec.stage
+    _check_qlora(stage)
+    model, base_location = _base_model(spec, tokenizer, storage, scratch, dtype)
+    if stage.method == "qlora":
+        model = _quantize(model, base_location, spec, dtype)
+    previous = spec.init_from
+    if (
+        previous is not None
+        and previous.method in ("lora", "qlora")
+        and previous.adapter
+        and spec.init_from_dir
+    ):
+        adapter_dir = _local(storage, join(spec.init_from_dir, previous.adapter), scratch)
+        model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=stage.method != "full")
+        if stage.method == "full":
+            model = model.merge_and_unload()
+        log.info("continuing from %s (%s adapter)", spec.init_from_dir, previous.method)
+    elif stage.method in ("lora", "qlora"):
+        model = get_peft_model(model, _peft_config(stage))
+    model.config.use_cache = False
+    if stage.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if stage.method != "full":
+            model.enable_input_require_grads()
+    if stage.liger_kernel:
+        _apply_liger(model)
+    return TrainModel(model, base_location)
+
+
+def _quantize(
+    model: PreTrainedModel, base_location: str | None, spec: TrainSpec, dtype: torch.dtype
+) -> PreTrainedModel:
+    """QLoRA as Taiyi did it: the base loaded in 4-bit NF4 with double quantisation, bf16 compute."""
+    from peft import prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    if base_location is None:
+        raise RuntimeError(
+            "qlora needs a base model directory (model.base); the tiny random model is for CPU tests"
+        )
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+    del model
+    quantized = AutoModelForCausalLM.from_pretrained(
+        base_location,
+        quantization_config=quantization,
+        dtype=torch.bfloat16,
+        device_map={"": torch.cuda.current_device()},
+        attn_implementation=spec.model.attn_implementation,
+    )
+    return prepare_model_for_kbit_training(
+        quantized, use_gradient_checkpointing=spec.stage.gradient_checkpointing
+    )
+
+
+def _apply_liger(model: torch.nn.Module) -> None:
+    try:
+        from liger_kernel.transformers import _apply_liger_kernel_to_instance
+    except ImportError as error:
+        raise RuntimeError("liger_kernel: true needs the liger-kernel package (GPU only)") from error
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    _apply_liger_kernel_to_instance(model=base)

@@ -1,0 +1,217 @@
+"""What a training run leaves in its run dir besides checkpoints, written from the workers (rank 0
+mostly) through the storage layer so it works on s3:// as on local disk:
+
+- `samples/steps-AAAAAAA-BBBBBBB.jsonl`: per step, the consumed sample ids (ranks in order) and their
+  datasets, flushed at every checkpoint; `data_fingerprint` = sha256 over all ids in step order.
+- `metrics.jsonl`, `tensorboard/`: per-step metrics (trimmed to the checkpoint step on resume).
+- `attempts/attempt-NNNN.json`: one per (re)start of the worker group, with the step resumed from.
+- `model/`: the stage result (adapter or full weights, tokenizer, `taiyi_model.json`).
+- `train_state.json`: the figures the driver turns into `summary.json`.
+A file `STOP` in the run dir (written by the driver on SIGTERM) makes the workers checkpoint and exit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from collections import Counter
+from typing import Any
+
+from taiyi_ray.data.plan import DataPosition
+from taiyi_ray.model.result import TrainedModel, model_dir, write_result
+from taiyi_ray.storage import Storage, join
+from taiyi_ray.train.metrics import MetricsWriter, trim_metrics
+
+log = logging.getLogger(__name__)
+
+STOP_FILE = "STOP"
+TRAIN_STATE = "train_state.json"
+
+
+class RunOutputs:
+    def __init__(self, storage: Storage, run_dir: str, rank: int) -> None:
+        self.storage = storage
+        self.run_dir = run_dir
+        self.rank = rank
+        self.pending: list[dict[str, Any]] = []
+        self.pending_from = 1
+        self.first_step = 0
+        self._last_stop_check = 0.0
+        self.initial_trainable_l2: float | None = None
+
+    # -- start ---------------------------------------------------------------------------------------
+    def start_attempt(self, resumed_from: int | None) -> None:
+        self.first_step = resumed_from or 0
+        self.pending_from = self.first_step + 1
+        if self.rank != 0:
+            return
+        attempts = join(self.run_dir, "attempts")
+        existing = [item for item in self._list(attempts) if item.endswith(".json")]
+        self.storage.write_json(
+            join(attempts, f"attempt-{len(existing) + 1:04d}.json"),
+            {"resumed_from_step": resumed_from, "started_unix_s": time.time()},
+        )
+
+    def metrics_lines(self, last_step: int) -> list[str]:
+        location = join(self.run_dir, "metrics.jsonl")
+        if not self.storage.exists(location):
+            return []
+        return trim_metrics(self.storage.read_text(location).splitlines(), last_step)
+
+    def _list(self, location: str) -> list[str]:
+        return self.storage.list(location) if self.storage.exists(location) else []
+
+    # -- per step ------------------------------------------------------------------------------------
+    def stop_requested(self) -> bool:
+        """Rank 0 looks for the STOP marker at most every 2 s (a HEAD request on object stores)."""
+        now = time.monotonic()
+        if now - self._last_stop_check < 2.0:
+            return False
+        self._last_stop_check = now
+        return self.storage.exists(join(self.run_dir, STOP_FILE))
+
+    def record_step(
+        self,
+        step: int,
+        ids_and_datasets: list[tuple[str, str]],
+        record: dict[str, Any],
+        writer: MetricsWriter | None,
+    ) -> None:
+        if self.rank != 0:
+            return
+        self.pending.append(
+            {
+                "step": step,
+                "epoch": record["epoch"],
+                "ids": [item[0] for item in ids_and_datasets],
+                "datasets": [item[1] for item in ids_and_datasets],
+            }
+        )
+        if writer is not None:
+            writer.write(record)
+            writer.progress(record, self.first_step)
+
+    def flush(self, step: int, writer: MetricsWriter | None) -> None:
+        """At a checkpoint: persist the consumed-sample log since the last one, and the metrics."""
+        if self.rank != 0:
+            return
+        if self.pending:
+            name = f"steps-{self.pending_from:07d}-{step:07d}.jsonl"
+            body = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in self.pending)
+            self.storage.write_text(join(self.run_dir, "samples", name), body)
+            self.pending, self.pending_from = [], step + 1
+        if writer is not None:
+            with open(writer.path, encoding="utf-8") as handle:
+                self.storage.write_text(join(self.run_dir, "metrics.jsonl"), handle.read())
+            tensorboard = os.path.join(writer.local_dir, "tensorboard")
+            if os.path.isdir(tensorboard):
+                self.storage.upload_dir(tensorboard, join(self.run_dir, "tensorboard"))
+
+    # -- end -----------------------------------------------------------------------------------------
+    def consumed_log(self, last_step: int) -> list[dict[str, Any]]:
+        """The consumed-sample log of steps 1..last_step, in step order (one entry per step)."""
+        by_step: dict[int, dict[str, Any]] = {}
+        for location in self._list(join(self.run_dir, "samples")):
+            for line in self.storage.read_text(location).splitlines():
+                if line.strip():
+                    entry = json.loads(line)
+                    if entry["step"] <= last_step:
+                        by_step[entry["step"]] = entry
+        missing = [step for step in range(1, last_step + 1) if step not in by_step]
+        if missing:
+            raise RuntimeError(
+                f"{self.run_dir}/samples: no record of steps {missing[:5]}... (log incomplete)"
+            )
+        return [by_step[step] for step in range(1, last_step + 1)]
+
+    def finish(
+        self,
+        engine: Any,
+        built: Any,
+        tokenizer: Any,
+        spec: Any,
+        last_loss: float | None,
+        position: DataPosition,
+    ) -> None:
+        """Collective: save the stage result (gathering ZeRO-3 partitions), then rank 0 writes figures."""
+        import deepspeed
+
+        model = engine.module
+        parameters = (
+            [p for p in model.parameters() if p.requires_grad]
+            if spec.stage.method != "full"
+            else list(model.parameters())
+        )
+        local = tempfile.mkdtemp(prefix="taiyi-result-")
+        with deepspeed.zero.GatheredParameters(
+            parameters, modifier_rank=None, enabled=spec.stage.zero_stage == 3
+        ):
+            if self.rank == 0:
+                _save_result(model, tokenizer, spec, built.base_location, local)
+        if self.rank != 0:
+            return
+        self.storage.upload_dir(local, model_dir(self.run_dir))
+        log_entries = self.consumed_log(position.global_step)
+        ids = [item for entry in log_entries for item in entry["ids"]]
+        mix = Counter(item for entry in log_entries for item in entry["datasets"])
+        metrics = [json.loads(line) for line in self.metrics_lines(position.global_step)]
+        speeds = [item["tokens_per_s"] for item in metrics[1:]] or [item["tokens_per_s"] for item in metrics]
+        mfus = [item["mfu"] for item in metrics[1:] if item.get("mfu") is not None]
+        self.storage.write_json(
+            join(self.run_dir, TRAIN_STATE),
+            {
+                "steps": position.global_step,
+                "samples": len(ids),
+                "tokens": int(sum(item["tokens"] for item in metrics)),
+                "label_tokens": int(sum(item["label_tokens"] for item in metrics)),
+                "final_loss": last_loss
+                if last_loss is not None
+                else (metrics[-1]["loss"] if metrics else None),
+                "first_loss": metrics[0]["loss"] if metrics else None,
+                "epoch_mean_losses": _epoch_means(metrics),
+                "tokens_per_s": sum(speeds) / len(speeds) if speeds else None,
+                "mfu": sum(mfus) / len(mfus) if mfus else None,
+                "data_fingerprint": hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest(),
+                "realised_mix": {
+                    name: {"samples": count, "share": round(count / max(len(ids), 1), 6)}
+                    for name, count in sorted(mix.items())
+                },
+                "epochs_completed": position.epoch,
+                "initial_trainable_l2": self.initial_trainable_l2,
+                "stopped_early": position.global_step < spec.total_steps,
+            },
+        )
+
+
+def _save_result(model: Any, tokenizer: Any, spec: Any, base_location: str | None, local: str) -> None:
+    """Write adapter (peft) or full weights + tokenizer + taiyi_model.json into `local`."""
+    method = spec.stage.method
+    if method == "full":
+        model.save_pretrained(os.path.join(local, "weights"), safe_serialization=True)
+    else:
+        model.save_pretrained(os.path.join(local, "adapter"), safe_serialization=True)
+    tokenizer.save_pretrained(os.path.join(local, "tokenizer"))
+    write_result(
+        Storage(),
+        local,
+        TrainedModel(
+            method=method,
+            base_model=base_location or "",
+            chat_format=spec.model.chat_format,
+            stage=spec.stage_name,
+            adapter=None if method == "full" else "adapter",
+            weights="weights" if method == "full" else None,
+        ),
+    )
+
+
+def _epoch_means(metrics: list[dict[str, Any]]) -> list[float]:
+    """Mean step loss per epoch, in epoch order (a less noisy learning signal than first/last step)."""
+    by_epoch: dict[int, list[float]] = {}
+    for item in metrics:
+        by_epoch.setdefault(item["epoch"], []).append(item["loss"])
+    return [sum(values) / len(values) for _, values in sorted(by_epoch.items())]

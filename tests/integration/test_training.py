@@ -1,0 +1,219 @@
+"""Two-stage SFT for real: Ray Train (2 gloo CPU workers) + DeepSpeed ZeRO-2/3, LoRA and full
+fine-tuning, shards and checkpoints on the S3 endpoint, fault injection, SIGTERM, worker-count change,
+export that reloads and generates."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from safetensors.torch import load_file
+
+from taiyi_ray.config.jobs import ExportJobConfig, PipelineJobConfig, Stage1JobConfig, Stage2JobConfig
+from taiyi_ray.storage import Storage
+from tests.integration.helpers import REPO_ROOT, config_for
+
+pytestmark = pytest.mark.integration
+
+
+def stage_config(config: PipelineJobConfig, stage: str) -> Stage1JobConfig | Stage2JobConfig:
+    model = Stage1JobConfig if stage == "stage1" else Stage2JobConfig
+    return model(
+        storage=config.storage,
+        ray=config.ray,
+        model=config.model,
+        data=config.data,
+        **{stage: getattr(config, stage)},
+    )
+
+
+def run_stage(config: PipelineJobConfig, stage: str, run_dir: str, resume: bool = False) -> dict[str, Any]:
+    from taiyi_ray.train.job import run_stage_job
+
+    return run_stage_job(stage_config(config, stage), stage, run_dir, resume=resume)
+
+
+def shards_config(prepared: dict[str, Any], *overrides: str) -> PipelineJobConfig:
+    base: PipelineJobConfig = prepared["config"]
+    return config_for(prepared["root"], f"model.tokenizer={base.model.tokenizer}", *overrides)
+
+
+def read_jsonl(storage: Storage, location: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in storage.read_text(location).splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def clean_stage1(prepared_shards: dict[str, Any]) -> dict[str, Any]:
+    config = shards_config(prepared_shards)
+    run_dir = f"{prepared_shards['root']}/runs/stage1-clean"
+    return {"config": config, "run_dir": run_dir, "summary": run_stage(config, "stage1", run_dir)}
+
+
+def test_stage1_lora_zero2_trains_and_checkpoints_to_s3(
+    clean_stage1: dict[str, Any], prepared_shards: dict[str, Any]
+) -> None:
+    summary, run_dir = clean_stage1["summary"], clean_stage1["run_dir"]
+    storage = Storage(clean_stage1["config"].storage)
+    stage1_rows = prepared_shards["summary"]["shard_sets"]["stage1"]["rows"]
+    assert (
+        summary["steps_per_epoch"] == stage1_rows // 2
+        and summary["steps"] == 2 * summary["steps_per_epoch"] >= 6
+    )
+    assert math.isfinite(summary["final_loss"]) and summary["final_loss"] < summary["first_loss"] - 0.05
+    assert summary["epoch_mean_losses"][1] < summary["epoch_mean_losses"][0]
+    assert summary["restarts"] == 0 and summary["resumed_from_step"] is None and summary["mfu"] is None
+    # checkpoints landed in object storage; only the last K=2 are kept
+    checkpoints = [
+        item.rsplit("/", 1)[-1] for item in storage.list(f"{run_dir}/train") if "checkpoint-" in item
+    ]
+    assert checkpoints == [f"checkpoint-{summary['steps'] - 2:06d}", f"checkpoint-{summary['steps']:06d}"]
+    # the consumed-sample log: every step once, 2 rows per step, each epoch a permutation of the set
+    log = [entry for name in storage.list(f"{run_dir}/samples") for entry in read_jsonl(storage, name)]
+    assert sorted(entry["step"] for entry in log) == list(range(1, summary["steps"] + 1))
+    all_samples = prepared_shards["summary"]["shard_sets"]["stage1"]["samples"]
+    for epoch in (0, 1):
+        seen = Counter(i for entry in log if entry["epoch"] == epoch for i in entry["ids"])
+        assert max(seen.values()) == 1  # no sample twice in an epoch
+        # an odd row count leaves one packed row (a few samples) for the next epoch's shuffle
+        assert all_samples - 6 <= len(seen) <= all_samples
+    metrics = read_jsonl(storage, f"{run_dir}/metrics.jsonl")
+    assert [item["step"] for item in metrics] == list(range(1, summary["steps"] + 1))
+    assert all(item["tokens_per_s"] > 0 and item["lr"] == pytest.approx(5e-3) for item in metrics)
+    assert storage.exists(f"{run_dir}/model/adapter/adapter_model.safetensors")
+    assert storage.exists(f"{run_dir}/deepspeed_config.json")
+
+
+def test_fault_injected_run_resumes_exactly(
+    clean_stage1: dict[str, Any], prepared_shards: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TAIYI_FAULT_AT_STEP", "3")
+    run_dir = f"{prepared_shards['root']}/runs/stage1-faulted"
+    summary = run_stage(clean_stage1["config"], "stage1", run_dir)
+    clean = clean_stage1["summary"]
+    assert summary["restarts"] == 1
+    assert summary["resumed_from_step"] == 2  # checkpoints every 2 steps; rank 1 died after step 3
+    assert summary["data_fingerprint"] == clean["data_fingerprint"]
+    assert summary["steps"] == clean["steps"] and summary["samples"] == clean["samples"]
+    # fp32 on CPU, same data order and restored RNG: the same arithmetic, so the losses agree to
+    # float64-printing noise. 1e-6 leaves room for gloo's reduction order only.
+    assert summary["final_loss"] == pytest.approx(clean["final_loss"], abs=1e-6)
+    storage = Storage(clean_stage1["config"].storage)
+    assert storage.exists(f"{run_dir}/fault-injected-step-3")
+
+
+def _adapter_l2(storage: Storage, run_dir: str, tmp_path: Path) -> float:
+    local = tmp_path / "adapter.safetensors"
+    local.write_bytes(storage.read_bytes(f"{run_dir}/model/adapter/adapter_model.safetensors"))
+    return math.sqrt(sum(float((tensor.float() ** 2).sum()) for tensor in load_file(str(local)).values()))
+
+
+def test_stage2_continues_stage1_under_zero3_and_exports(
+    clean_stage1: dict[str, Any], prepared_shards: dict[str, Any], tmp_path: Path
+) -> None:
+    from taiyi_ray.data.chat_format import get_chat_format
+    from taiyi_ray.data.schema import Message
+    from taiyi_ray.data.tokenize import tokenize_conversations
+    from taiyi_ray.model.generation import GenerationSettings, generate_batch
+    from taiyi_ray.model.inference import load_for_inference
+    from taiyi_ray.train.export import run_export_job
+
+    config = shards_config(prepared_shards, f"stage2.init_from={clean_stage1['run_dir']}")
+    run_dir = f"{prepared_shards['root']}/runs/stage2"
+    summary = run_stage(config, "stage2", run_dir)
+    storage = Storage(config.storage)
+    # stage 2 starts from stage 1's trained adapter, not a fresh one
+    assert summary["initial_trainable_l2"] == pytest.approx(
+        _adapter_l2(storage, clean_stage1["run_dir"], tmp_path), rel=1e-5
+    )
+    losses = summary["epoch_mean_losses"]
+    assert summary["zero_stage"] == 3 and len(losses) == 2 and losses[1] < losses[0], losses
+    stage2_sets = set(prepared_shards["summary"]["shard_sets"]["stage2"]["datasets"])
+    assert stage2_sets <= set(summary["realised_mix"]) and len(summary["realised_mix"]) > len(stage2_sets)
+
+    export = config.export.model_copy(update={"from_run": run_dir})
+    exported = run_export_job(
+        ExportJobConfig(storage=config.storage, model=config.model, export=export), f"{run_dir}-export"
+    )
+    local = storage.download_dir(exported["model_dir"], tmp_path / "export")
+    loaded = load_for_inference(local)
+    # the exported tokenizer ends an answer exactly as training did
+    chat_format = get_chat_format("taiyi")
+    conversation = [
+        Message(role="user", content="Find chemicals: aspirin."),
+        Message(role="assistant", content="Chemical: aspirin"),
+    ]
+    ((ids, labels),) = tokenize_conversations(loaded.tokenizer, chat_format, [conversation])
+    templated = loaded.tokenizer.apply_chat_template([m.model_dump() for m in conversation], tokenize=True)
+    templated = templated["input_ids"] if hasattr(templated, "keys") else templated
+    assert list(templated) == ids.tolist()
+    assert labels[-1] == loaded.tokenizer.eos_token_id == loaded.model.generation_config.eos_token_id
+    generated = generate_batch(
+        loaded, [chat_format.prompt_text(conversation[:1])] * 2, GenerationSettings(max_new_tokens=6)
+    )
+    assert all(0 < len(item.token_ids) <= 6 for item in generated)
+    assert "taiyi-ray-test" in (Path(local) / "README.md").read_text()
+
+
+def test_sigterm_checkpoints_then_resume_with_one_worker(prepared_shards: dict[str, Any]) -> None:
+    """Full fine-tuning, ZeRO-2: SIGTERM to the driver -> checkpoint and a clean exit; --resume with one
+    worker instead of two continues the same epoch with nothing lost and nothing repeated."""
+    import ray
+
+    overrides = [
+        "stage1.method=full",
+        "stage1.learning_rate=1e-3",
+        "stage1.checkpoint_every_steps=100",
+        "stage1.epochs=2",
+    ]
+    config = shards_config(prepared_shards, *overrides)
+    run_dir = f"{prepared_shards['root']}/runs/stage1-sigterm"
+    storage = Storage(config.storage)
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "PYTHONUNBUFFERED": "1"}
+    command = [
+        sys.executable,
+        "jobs/stage1.py",
+        "--config",
+        "configs/tests.yaml",
+        "--run-dir",
+        run_dir,
+        f"--set=storage.root={prepared_shards['root']}",
+        f"--set=model.tokenizer={config.model.tokenizer}",
+        *[f"--set={item}" for item in overrides],
+    ]
+    driver = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and driver.poll() is None:
+        if storage.exists(f"{run_dir}/attempts/attempt-0001.json"):
+            break
+        time.sleep(0.5)
+    time.sleep(4)  # a few steps in
+    driver.send_signal(signal.SIGTERM)
+    output, errors = driver.communicate(timeout=240)
+    assert driver.returncode == 0, errors[-3000:]
+    stopped = json.loads(output.strip().splitlines()[-1])
+    assert stopped["stopped_early"] and 1 <= stopped["steps"] < stopped["total_steps"]
+    assert storage.exists(f"{run_dir}/train/checkpoint-{stopped['steps']:06d}")  # saved on SIGTERM
+
+    resumed_config = shards_config(prepared_shards, *overrides, "stage1.num_workers=1")
+    summary = run_stage(resumed_config, "stage1", run_dir, resume=True)
+    assert summary["resumed_from_step"] == stopped["steps"] and not summary["stopped_early"]
+    assert summary["epoch_mean_losses"][-1] < summary["epoch_mean_losses"][0]
+    log = [entry for name in storage.list(f"{run_dir}/samples") for entry in read_jsonl(storage, name)]
+    assert sorted(entry["step"] for entry in log) == list(range(1, summary["steps"] + 1))
+    samples_per_epoch = prepared_shards["summary"]["shard_sets"]["stage1"]["samples"]
+    for epoch in (0, 1):
+        seen = Counter(i for entry in log if entry["epoch"] == epoch for i in entry["ids"])
+        assert max(seen.values()) == 1, f"epoch {epoch}: a sample was repeated"
+        # one worker takes every row left (a step is one row): nothing is lost in either epoch
+        assert len(seen) == samples_per_epoch, f"epoch {epoch}: samples were lost"
