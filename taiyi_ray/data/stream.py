@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import torch
 
 from taiyi_ray.data.plan import DataPlan, DataPosition, epoch_chunk
@@ -50,21 +51,31 @@ class _Window:
     row_ids: np.ndarray
 
 
+def _rows_of(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """(flat values, row start offsets + final end) of a list<int32> column, without Python lists."""
+    array = column.combine_chunks()
+    lengths = array.value_lengths().to_numpy(zero_copy_only=False)
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    return array.flatten().to_numpy(zero_copy_only=False), starts
+
+
 def collate(rows: pa.Table, pad_id: int) -> dict[str, torch.Tensor]:
     """Pad rows to the longest in the micro-batch. Padding gets label -100 and its own position ids
     (0, 1, ...), so it forms a separate block of the block-diagonal mask and never mixes with data."""
-    input_ids = rows.column("input_ids").to_pylist()
-    labels = rows.column("labels").to_pylist()
-    positions = rows.column("position_ids").to_pylist()
-    length = max(len(ids) for ids in input_ids)
-    batch = np.full((len(input_ids), length), pad_id, dtype=np.int64)
-    batch_labels = np.full((len(input_ids), length), IGNORE_INDEX, dtype=np.int64)
-    batch_positions = np.tile(np.arange(length, dtype=np.int64), (len(input_ids), 1))
-    for index, (ids, row_labels, row_positions) in enumerate(zip(input_ids, labels, positions, strict=True)):
-        batch[index, : len(ids)] = ids
-        batch_labels[index, : len(ids)] = row_labels
-        batch_positions[index, : len(ids)] = row_positions
-        batch_positions[index, len(ids) :] = np.arange(length - len(ids))
+    ids, starts = _rows_of(rows.column("input_ids"))
+    labels, _ = _rows_of(rows.column("labels"))
+    positions, _ = _rows_of(rows.column("position_ids"))
+    lengths = np.diff(starts)
+    width = int(lengths.max())
+    batch = np.full((len(lengths), width), pad_id, dtype=np.int64)
+    batch_labels = np.full((len(lengths), width), IGNORE_INDEX, dtype=np.int64)
+    batch_positions = np.tile(np.arange(width, dtype=np.int64), (len(lengths), 1))
+    for index, length in enumerate(lengths):
+        row = slice(starts[index], starts[index + 1])
+        batch[index, :length] = ids[row]
+        batch_labels[index, :length] = labels[row]
+        batch_positions[index, :length] = positions[row]
+        batch_positions[index, length:] = np.arange(width - length)
     return {
         "input_ids": torch.from_numpy(batch),
         "labels": torch.from_numpy(batch_labels),
@@ -86,7 +97,7 @@ class RankStream:
     pad_id: int
     position: DataPosition = field(default_factory=DataPosition)
     max_steps: int | None = None
-    prefetch_batches: int = 2
+    prefetch_batches: int = 8  # files read ahead of the consumer
 
     @property
     def rows_per_step(self) -> int:
@@ -143,8 +154,8 @@ class RankStream:
         ]
         sample_ids = [item for group in rows.column("sample_ids").to_pylist() for item in group]
         datasets = [item for group in rows.column("datasets").to_pylist() for item in group]
-        label_tokens = int(sum(rows.column("num_label_tokens").to_pylist()))
-        tokens = int(sum(len(ids) for ids in rows.column("input_ids").to_pylist()))
+        label_tokens = int(pa.compute.sum(rows.column("num_label_tokens")).as_py())
+        tokens = int(pa.compute.sum(pa.compute.list_value_length(rows.column("input_ids"))).as_py())
         return StepData(epoch, step_in_epoch, total, micro, sample_ids, datasets, label_tokens, tokens)
 
     def _read_windows(self, windows: list[_Window]) -> Iterator[pa.Table]:
@@ -164,27 +175,36 @@ class RankStream:
             )
             file_of_row, row_in_file = self.plan.locate(window.row_ids)
             indices = np.array([starts[int(f)] for f in file_of_row], dtype=np.int64) + row_in_file
-            yield pa.concat_tables(loaded).take(pa.array(indices))
+            table = pa.concat_tables(loaded)
+            if len(indices) and np.array_equal(indices, np.arange(indices[0], indices[0] + len(indices))):
+                yield table.slice(int(indices[0]), len(indices))  # unshuffled: no gather needed
+            else:
+                yield table.take(pa.array(indices))
 
 
-def _read_visit(batch: dict[str, Any], storage: Storage, columns: list[str]) -> pa.Table:
-    """Ray Data task: read one shard file (a visit) through the storage layer, tagged with its visit index."""
+def _read_visits(batch: dict[str, Any], storage: Storage, columns: list[str]) -> pa.Table:
+    """Ray Data task: read a few shard files (visits) through the storage layer, each tagged with its
+    visit index; several per task keeps the per-task overhead small against the read itself."""
     import pyarrow.parquet as pq
 
-    (visit,), (location,) = batch["visit"], batch["location"]
-    filesystem, path = storage.arrow(str(location))
-    try:
-        table = pq.read_table(path, filesystem=filesystem, columns=columns)
-    except (OSError, pa.ArrowInvalid) as error:
-        raise RuntimeError(f"{location}: cannot read shard ({error})") from error
-    return table.append_column("visit", pa.array(np.full(table.num_rows, int(visit), dtype=np.int64)))
+    tables = []
+    for visit, location in zip(batch["visit"], batch["location"], strict=True):
+        filesystem, path = storage.arrow(str(location))
+        try:
+            table = pq.read_table(path, filesystem=filesystem, columns=columns)
+        except (OSError, pa.ArrowInvalid) as error:
+            raise RuntimeError(f"{location}: cannot read shard ({error})") from error
+        tables.append(table.append_column("visit", pa.array(np.full(table.num_rows, int(visit), dtype=np.int64))))
+    return pa.concat_tables(tables)
 
 
-def read_visits(storage: Storage, locations: list[str], prefetch_batches: int = 2) -> Iterator[pa.Table]:
+def read_visits(
+    storage: Storage, locations: list[str], prefetch_batches: int = 8, files_per_task: int = 4
+) -> Iterator[pa.Table]:
     """Stream the given shard files, repeats allowed, in the given order, as Ray Data batches.
 
     `read_parquet` would de-duplicate paths and merge small files into one block, so the read is a
-    `map_batches` over the list of visits instead (one task per file, order preserved).
+    `map_batches` over the list of visits instead (a few files per task, order preserved).
     """
     import ray.data
 
@@ -193,17 +213,15 @@ def read_visits(storage: Storage, locations: list[str], prefetch_batches: int = 
     with ordered_execution():
         items = ray.data.from_items(
             [{"visit": index, "location": location} for index, location in enumerate(locations)],
-            override_num_blocks=min(len(locations), 64),
+            override_num_blocks=max(1, min(len(locations) // files_per_task, 256)),
         )
         dataset = items.map_batches(
-            _read_visit,  # type: ignore[arg-type]  # extra fn_kwargs are not in Ray's stub
+            _read_visits,  # type: ignore[arg-type]  # extra fn_kwargs are not in Ray's stub
             fn_kwargs={"storage": storage, "columns": STREAM_COLUMNS},
-            batch_size=1,
+            batch_size=files_per_task,
             batch_format="numpy",
         )
-    yield from dataset.iter_batches(
-        batch_format="pyarrow", batch_size=None, prefetch_batches=prefetch_batches
-    )
+    yield from dataset.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=prefetch_batches)
 
 
 class _VisitAssembler:
