@@ -69,7 +69,7 @@ def resolve_sources(
     return sources, next(iter(tokenizers.values()))
 
 
-def _check_tokenizer(model: ModelConfig, manifest_tokenizer: dict[str, Any], storage: Storage) -> None:
+def check_tokenizer(model: ModelConfig, manifest_tokenizer: dict[str, Any]) -> None:
     """The configured tokenizer (if any) must be the one the shards were made with."""
     from taiyi_ray.data.tokenizer import tokenizer_fingerprint
 
@@ -125,7 +125,7 @@ def stop_on_sigterm(storage: Storage, run_dir: str) -> Iterator[None]:
 def build_spec(config: Any, stage_name: str, run_dir: str, storage: Storage, resume: bool) -> TrainSpec:
     stage: StageConfig = getattr(config, stage_name)
     sources, tokenizer = resolve_sources(stage, config.storage.root, config.data, storage)
-    _check_tokenizer(config.model, tokenizer, storage)
+    check_tokenizer(config.model, tokenizer)
     init_from, init_dir = None, None
     if stage.init_from is not None:
         init_from, init_dir = read_result(storage, stage.init_from)
