@@ -18,7 +18,9 @@ class ServeAutoscaling(StrictModel):
     @model_validator(mode="after")
     def _ordered(self) -> ServeAutoscaling:
         if self.min_replicas > self.max_replicas:
-            raise ValueError(f"min_replicas ({self.min_replicas}) must be <= max_replicas ({self.max_replicas})")
+            raise ValueError(
+                f"min_replicas ({self.min_replicas}) must be <= max_replicas ({self.max_replicas})"
+            )
         return self
 
 
@@ -60,7 +62,9 @@ class ServeConfig(StrictModel):
     def _adapter_names(self) -> ServeConfig:
         for name in self.adapters:
             if not name or ":" in name or "/" in name:
-                raise ValueError(f"adapter name {name!r} must be non-empty without ':' or '/' (ids are MODEL:NAME)")
+                raise ValueError(
+                    f"adapter name {name!r} must be non-empty without ':' or '/' (ids are MODEL:NAME)"
+                )
         return self
 
     @model_validator(mode="after")

@@ -310,7 +310,9 @@ def _choose(logits: torch.Tensor, rows: list[_Row], active: list[int]) -> dict[i
     sampled = [index for index in active if rows[index].params.temperature != 0]
     chosen: dict[int, int] = {}
     if greedy:
-        chosen.update(zip(greedy, logits[greedy].argmax(dim=-1).tolist(), strict=True))
+        # argmax over all rows: indexing the greedy rows first would copy [rows, vocabulary] floats
+        best = logits.argmax(dim=-1).tolist()
+        chosen.update((index, best[index]) for index in greedy)
     if sampled:
         chosen.update(zip(sampled, _sample([rows[index] for index in sampled], logits[sampled]), strict=True))
     return chosen

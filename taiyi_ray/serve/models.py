@@ -1,0 +1,122 @@
+"""The models one replica serves: a base model directory and LoRA adapters on top of it, by model id.
+
+Model ids: the base is `serve.model_id` (default: the directory name); each adapter of `serve.adapters`
+is `{base}:{name}`. The base loads when the replica starts; an adapter loads the first time a request
+names it (PEFT's multi-adapter model: one copy of the base weights, one small set of LoRA weights per
+adapter, switched per batch). An export that is itself adapter-only keeps its own adapter on for the
+base id.
+
+`activate` switches adapters on the shared model, so it must only be used by the one decoding thread.
+Requests are tokenised on the event loop with a separate tokenizer copy (a Rust tokenizer must not be
+used from two threads at once).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from transformers import PreTrainedTokenizerFast
+
+from taiyi_ray.data.chat_format import ChatFormat
+from taiyi_ray.model.inference import LoadedModel, load_for_inference
+from taiyi_ray.serve.errors import APIError
+
+log = logging.getLogger(__name__)
+
+ADAPTER_SEPARATOR = ":"
+
+
+class ModelRegistry:
+    """Base model + adapters of one replica; see the module docstring."""
+
+    def __init__(
+        self,
+        model_dir: str,
+        model_id: str | None = None,
+        adapters: Mapping[str, str] | None = None,
+        device: str = "cpu",
+        max_context_tokens: int | None = None,
+    ) -> None:
+        self.base_id = model_id or Path(model_dir).name
+        self._loaded = load_for_inference(model_dir, device)
+        self._adapter_dirs = dict(adapters or {})
+        self._adapters_loaded: set[str] = set()
+        self._own_adapter = "default" if _is_peft(self._loaded.model) else None
+        self.tokenizer: PreTrainedTokenizerFast = copy.deepcopy(self._loaded.tokenizer)
+        model_limit = int(getattr(self._loaded.model.config, "max_position_embeddings", 0) or 0) or 2048
+        self.context_length = min(model_limit, max_context_tokens or model_limit)
+        log.info(
+            "serving %s from %s (context %d tokens, adapters: %s)",
+            self.base_id,
+            model_dir,
+            self.context_length,
+            sorted(self._adapter_dirs) or "none",
+        )
+
+    @property
+    def chat_format(self) -> ChatFormat:
+        return self._loaded.chat_format
+
+    def ids(self) -> list[str]:
+        return [self.base_id, *(self.adapter_id(name) for name in sorted(self._adapter_dirs))]
+
+    def loaded_ids(self) -> list[str]:
+        return [self.base_id, *(self.adapter_id(name) for name in sorted(self._adapters_loaded))]
+
+    def adapter_id(self, name: str) -> str:
+        return f"{self.base_id}{ADAPTER_SEPARATOR}{name}"
+
+    def resolve(self, model: str | None) -> str:
+        """The model id a request names (None: the base), or a 404 naming the served ids."""
+        if model is None or model in self.ids():
+            return model or self.base_id
+        raise APIError(
+            404,
+            f"unknown model {model!r}; served models: {self.ids()} (adapters are '{self.base_id}:NAME')",
+            param="model",
+            code="model_not_found",
+        )
+
+    @contextmanager
+    def activate(self, model_id: str) -> Iterator[LoadedModel]:
+        """The loaded model with `model_id`'s adapter switched on (decoding thread only)."""
+        adapter = model_id.split(ADAPTER_SEPARATOR, 1)[1] if model_id != self.base_id else None
+        if adapter is not None:
+            self._ensure_adapter(adapter)
+        model = self._loaded.model
+        wanted = adapter or self._own_adapter
+        if wanted is None and _is_peft(model):
+            with model.disable_adapter():
+                yield self._loaded
+            return
+        if wanted is not None:
+            model.set_adapter(wanted)
+        yield self._loaded
+
+    def _ensure_adapter(self, name: str) -> None:
+        if name in self._adapters_loaded:
+            return
+        from peft import PeftModel
+
+        path = self._adapter_dirs[name]
+        model = self._loaded.model
+        log.info("loading adapter %s from %s", name, path)
+        if _is_peft(model):
+            model.load_adapter(path, adapter_name=name)
+        else:
+            model = PeftModel.from_pretrained(model, path, adapter_name=name)
+            self._loaded = LoadedModel(
+                model, self._loaded.tokenizer, self._loaded.chat_format, self._loaded.name
+            )
+        model.eval()
+        self._adapters_loaded.add(name)
+
+
+def _is_peft(model: object) -> bool:
+    from peft import PeftModel
+
+    return isinstance(model, PeftModel)

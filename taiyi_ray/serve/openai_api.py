@@ -1,0 +1,272 @@
+"""`POST /v1/chat/completions` and `POST /v1/completions`: OpenAI requests -> decoding -> OpenAI responses.
+
+Chat prompts are rendered with the model's own chat format (the one it was trained with, from
+`taiyi_export.json`), so generation ends on its end token. Streaming sends the same text as the
+non-streaming answer: both come from one decoder whose streamed deltas join up to the final text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+from fastapi.responses import StreamingResponse
+
+from taiyi_ray.data.schema import Message
+from taiyi_ray.model.generation import Completion as Decoded
+from taiyi_ray.model.generation import SamplingParams
+from taiyi_ray.serve import logprobs as lp
+from taiyi_ray.serve import schemas as s
+from taiyi_ray.serve.engine import Finished, GenerationRequest
+from taiyi_ray.serve.errors import APIError, error_body
+from taiyi_ray.serve.service import Service
+
+SSE_DONE = "data: [DONE]\n\n"
+
+
+def _finish_reason(decoded: Decoded) -> str:
+    return decoded.finish_reason if decoded.finish_reason in ("stop", "length") else "stop"
+
+
+def _sampling(request: s._SamplingFields, max_tokens: int, logprobs: int | None) -> SamplingParams:
+    return SamplingParams(
+        max_new_tokens=max_tokens,
+        temperature=request.temperature,
+        top_p=request.top_p,
+        seed=request.seed,
+        stop=request.stop_sequences(),
+        logprobs=logprobs,
+    )
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> s.Usage:
+    return s.Usage(
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        total_tokens=prompt_tokens + completion_tokens,
+    )
+
+
+def sse(payload: s._Response | dict) -> str:
+    data = (
+        payload.model_dump_json(exclude_none=False)
+        if isinstance(payload, s._Response)
+        else json.dumps(payload)
+    )
+    return f"data: {data}\n\n"
+
+
+# -- chat -----------------------------------------------------------------------------------------------
+
+
+async def chat_completions(
+    service: Service, request: s.ChatCompletionRequest
+) -> s.ChatCompletion | StreamingResponse:
+    model_id = service.registry.resolve(request.model)
+    max_tokens = service.max_tokens(
+        request.max_completion_tokens if request.max_completion_tokens is not None else request.max_tokens,
+        name="max_completion_tokens" if request.max_completion_tokens is not None else "max_tokens",
+    )
+    if request.stream and request.logprobs:
+        raise APIError(
+            400, "logprobs are not supported with stream: true; ask without streaming", param="logprobs"
+        )
+    messages = [Message(role=message.role, content=message.text()) for message in request.messages]
+    prompt_ids = service.chat_prompt_ids(messages)
+    service.check_context(len(prompt_ids), max_tokens, "messages")
+    top = (request.top_logprobs or 0) if request.logprobs else None
+    generation = service.request(
+        model_id, prompt_ids, _sampling(request, max_tokens, top), stream=request.stream
+    )
+    response_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    if request.stream:
+        include_usage = bool(request.stream_options and request.stream_options.include_usage)
+        events = _chat_stream(service, generation, response_id, created, model_id, include_usage)
+        return StreamingResponse(events, media_type="text/event-stream")
+    finished = await service.engine.complete(generation)
+    decoded = finished.completion
+    logprobs = None
+    if top is not None:
+        # A row that ended on the end token also has that token's logprob; the end token is not in the text.
+        generated = (decoded.logprobs or [])[: len(decoded.token_ids)]
+        logprobs = s.ChatChoiceLogprobs(content=lp.chat_logprobs(service.registry.tokenizer, generated))
+    choice = s.ChatChoice(
+        index=0,
+        message=s.AssistantMessage(content=decoded.text),
+        finish_reason=_finish_reason(decoded),
+        logprobs=logprobs,
+    )
+    return s.ChatCompletion(
+        id=response_id,
+        created=created,
+        model=model_id,
+        choices=[choice],
+        usage=_usage(decoded.prompt_tokens, len(decoded.token_ids)),
+    )
+
+
+async def _chat_stream(
+    service: Service,
+    generation: GenerationRequest,
+    response_id: str,
+    created: int,
+    model_id: str,
+    include_usage: bool,
+) -> AsyncIterator[str]:
+    def chunk(delta: s.ChatDelta, finish_reason: str | None = None) -> str:
+        choice = s.ChatChunkChoice(index=0, delta=delta, finish_reason=finish_reason)
+        return sse(s.ChatCompletionChunk(id=response_id, created=created, model=model_id, choices=[choice]))
+
+    yield chunk(s.ChatDelta(role="assistant", content=""))
+    async for piece in _stream_events(service, generation, lambda text: chunk(s.ChatDelta(content=text))):
+        if isinstance(piece, str):
+            yield piece
+            continue
+        decoded = piece.completion
+        yield chunk(s.ChatDelta(), _finish_reason(decoded))
+        if include_usage:
+            usage = _usage(decoded.prompt_tokens, len(decoded.token_ids))
+            yield sse(
+                s.ChatCompletionChunk(
+                    id=response_id, created=created, model=model_id, choices=[], usage=usage
+                )
+            )
+    yield SSE_DONE
+
+
+async def _stream_events(
+    service: Service, generation: GenerationRequest, render: Callable[[str], str]
+) -> AsyncIterator[str | Finished]:
+    """Rendered SSE chunks for the text deltas, then the `Finished` result; an error becomes an error event."""
+    try:
+        async for kind, value in service.engine.events(generation):
+            if kind == "delta":
+                yield render(value)  # type: ignore[arg-type]
+            elif kind == "done":
+                yield value  # type: ignore[misc]
+    except APIError as error:
+        yield sse(error_body(error.status_code, error.message, error.param, error.code))
+    except Exception:  # noqa: BLE001 - headers are sent: the client can only be told in the stream
+        yield sse(error_body(500, "internal error while streaming; see the server log"))
+
+
+# -- legacy completions -----------------------------------------------------------------------------------
+
+
+async def completions(service: Service, request: s.CompletionRequest) -> s.Completion | StreamingResponse:
+    model_id = service.registry.resolve(request.model)
+    max_tokens = service.max_tokens(request.max_tokens, allow_zero=request.echo)
+    prompts = request.prompts()
+    if not prompts:
+        raise APIError(
+            400, "prompt is an empty list; expected a string, strings, or token ids", param="prompt"
+        )
+    if request.stream and (len(prompts) > 1 or request.logprobs is not None):
+        raise APIError(400, "stream: true takes one prompt and no logprobs", param="stream")
+    encoded = [_prompt_ids(service, prompt) for prompt in prompts]
+    for ids in encoded:
+        service.check_context(len(ids), max_tokens, "prompt")
+    params = _sampling(request, max_tokens, request.logprobs)
+    echo_top = request.logprobs if request.echo and request.logprobs is not None else None
+    generations = [
+        service.request(model_id, ids, params, stream=request.stream, prompt_logprobs_top=echo_top)
+        for ids in encoded
+    ]
+    response_id, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
+    if request.stream:
+        prompt_text = _prompt_text(service, prompts[0]) if request.echo else ""
+        events = _completion_stream(
+            service, generations[0], response_id, created, model_id, prompt_text, request
+        )
+        return StreamingResponse(events, media_type="text/event-stream")
+    results = await asyncio.gather(*(service.engine.complete(generation) for generation in generations))
+    choices = [
+        _completion_choice(service, index, prompt, ids, result, request)
+        for index, (prompt, ids, result) in enumerate(zip(prompts, encoded, results, strict=True))
+    ]
+    prompt_tokens = sum(len(ids) for ids in encoded)
+    completion_tokens = sum(len(result.completion.token_ids) for result in results)
+    return s.Completion(
+        id=response_id,
+        created=created,
+        model=model_id,
+        choices=choices,
+        usage=_usage(prompt_tokens, completion_tokens),
+    )
+
+
+def _prompt_ids(service: Service, prompt: str | list[int]) -> list[int]:
+    if isinstance(prompt, str):
+        ids = service.tokenize(prompt)
+    else:
+        vocabulary = len(service.registry.tokenizer)
+        bad = [token for token in prompt if not 0 <= token < vocabulary]
+        if bad:
+            raise APIError(
+                400, f"prompt token ids must be in [0, {vocabulary}), got {bad[:5]}", param="prompt"
+            )
+        ids = list(prompt)
+    if not ids:
+        raise APIError(400, "prompt is empty (0 tokens); expected some text", param="prompt")
+    return ids
+
+
+def _prompt_text(service: Service, prompt: str | list[int]) -> str:
+    return (
+        prompt
+        if isinstance(prompt, str)
+        else service.registry.tokenizer.decode(prompt, skip_special_tokens=False)
+    )
+
+
+def _completion_choice(
+    service: Service,
+    index: int,
+    prompt: str | list[int],
+    ids: list[int],
+    result: Finished,
+    request: s.CompletionRequest,
+) -> s.CompletionChoice:
+    decoded = result.completion
+    prompt_text = _prompt_text(service, prompt)
+    text = (prompt_text if request.echo else "") + decoded.text
+    logprobs = None
+    if request.logprobs is not None:
+        tokenizer = service.registry.tokenizer
+        generated = lp.completion_entries(tokenizer, decoded.token_ids, decoded.logprobs or [])
+        if request.echo:
+            generated = lp.prompt_entries(tokenizer, ids, result.prompt_logprobs or []) + generated
+        logprobs = lp.completion_logprobs(generated, start_offset=0 if request.echo else len(prompt_text))
+    return s.CompletionChoice(
+        index=index, text=text, finish_reason=_finish_reason(decoded), logprobs=logprobs
+    )
+
+
+async def _completion_stream(
+    service: Service,
+    generation: GenerationRequest,
+    response_id: str,
+    created: int,
+    model_id: str,
+    prompt_text: str,
+    request: s.CompletionRequest,
+) -> AsyncIterator[str]:
+    def chunk(text: str, finish_reason: str | None = None) -> str:
+        choice = s.CompletionChoice(index=0, text=text, finish_reason=finish_reason)
+        return sse(s.Completion(id=response_id, created=created, model=model_id, choices=[choice]))
+
+    if prompt_text:
+        yield chunk(prompt_text)
+    async for piece in _stream_events(service, generation, chunk):
+        if isinstance(piece, str):
+            yield piece
+            continue
+        decoded = piece.completion
+        yield chunk("", _finish_reason(decoded))
+        if request.stream_options and request.stream_options.include_usage:
+            usage = _usage(decoded.prompt_tokens, len(decoded.token_ids))
+            yield sse(s.Completion(id=response_id, created=created, model=model_id, choices=[], usage=usage))
+    yield SSE_DONE

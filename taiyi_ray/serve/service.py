@@ -1,0 +1,75 @@
+"""What the HTTP handlers share inside one replica: the config, the models, the batching engine.
+
+Also the request checks that need them: the model id, max_tokens against the configured limit, and
+prompt + completion against the model's context length (each a 400/404 naming the field).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from taiyi_ray.config.serving import ServeConfig
+from taiyi_ray.data.schema import Message
+from taiyi_ray.model.generation import SamplingParams
+from taiyi_ray.serve.engine import Engine, GenerationRequest
+from taiyi_ray.serve.errors import APIError
+from taiyi_ray.serve.models import ModelRegistry
+
+
+@dataclass
+class Service:
+    config: ServeConfig
+    registry: ModelRegistry
+    engine: Engine
+    started: int = field(default_factory=lambda: int(time.time()))
+
+    def max_tokens(self, requested: int | None, name: str = "max_tokens", allow_zero: bool = False) -> int:
+        """`requested` (default `serve.default_max_tokens`) checked against 1..`serve.max_tokens_limit`."""
+        limit = self.config.max_tokens_limit
+        value = min(self.config.default_max_tokens, limit) if requested is None else requested
+        low = 0 if allow_zero else 1
+        if not low <= value <= limit:
+            extra = " (0 only with echo)" if not allow_zero and value == 0 else ""
+            raise APIError(400, f"{name} must be in [{low}, {limit}]{extra}, got {value}", param=name)
+        return value
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(self.registry.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def chat_prompt_ids(self, messages: Sequence[Message]) -> list[int]:
+        """Token ids of the conversation rendered with the model's own chat format, ready for the answer."""
+        return self.tokenize(self.registry.chat_format.prompt_text(messages))
+
+    def check_context(self, prompt_tokens: int, max_tokens: int, prompt_field: str) -> None:
+        """Prompt + completion must fit the context; names the prompt or max_tokens, whichever is at fault."""
+        context = self.registry.context_length
+        if prompt_tokens >= context:
+            raise APIError(
+                400,
+                f"{prompt_field} is {prompt_tokens} tokens; the model's context is {context} tokens "
+                f"(prompt + completion), so at most {context - 1} prompt tokens fit",
+                param=prompt_field,
+                code="context_length_exceeded",
+            )
+        if prompt_tokens + max_tokens > context:
+            raise APIError(
+                400,
+                f"max_tokens {max_tokens} + {prompt_tokens} prompt tokens exceed the model's context of {context} "
+                f"tokens; ask for at most {context - prompt_tokens}",
+                param="max_tokens",
+                code="context_length_exceeded",
+            )
+
+    def request(
+        self,
+        model_id: str,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        stream: bool = False,
+        prompt_logprobs_top: int | None = None,
+    ) -> GenerationRequest:
+        return GenerationRequest(
+            model_id, prompt_ids, params, stream=stream, prompt_logprobs_top=prompt_logprobs_top
+        )

@@ -1,0 +1,190 @@
+"""`POST /v1/tasks/{ner,re,tc,qa}`: biomedical questions in, structured answers out.
+
+The request becomes a unified `Record` plus a `DatasetEntry` naming its answer space, so the prompt is
+built by the data package's own bilingual templates (`instruct.build_prompt`, the ones the model was
+trained on) and the output is read by its own parser (`answers.parse_with`), exactly as evaluation does.
+Entities come back with every character span where their text occurs in the input (matched verbatim,
+whitespace-insensitively, then case-insensitively); a generated mention that is not in the input has no
+spans.
+
+Default answer spaces when a request names none: NER en `Chemical, Disease` (BC5CDR), zh the CMeEE types;
+RE en `CID` (BC5CDR), zh the CMeIE predicates. Classification needs its `labels`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from taiyi_ray.config.data import DatasetEntry, Language, Task
+from taiyi_ray.data.answers import ParseResult, parse_with
+from taiyi_ray.data.predictions import spec_for
+from taiyi_ray.data.schema import Record
+from taiyi_ray.serve.errors import APIError
+
+TASKS: tuple[str, ...] = ("ner", "re", "tc", "qa")
+_DEFAULT_FORMATS: dict[tuple[str, Language], str] = {
+    ("ner", "en"): "pubtator_cdr",
+    ("ner", "zh"): "cmeee",
+    ("re", "en"): "pubtator_cdr",
+    ("re", "zh"): "cmeie",
+}
+
+
+class _TaskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(None, description="A served model id; default: the base model.")
+    language: Language = Field("en", description="Language of the input, and of the instruction.")
+    max_tokens: int | None = Field(None, ge=1, description="Default serve.default_max_tokens.")
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 (default) is greedy decoding.")
+    seed: int | None = Field(None, ge=0, lt=2**63)
+    template_seed: int = Field(0, description="Picks one of the task's instruction paraphrases.")
+
+
+class NERRequest(_TaskRequest):
+    text: str = Field(min_length=1)
+    entity_types: list[str] | None = Field(
+        None, min_length=1, description="Default: BC5CDR (en) / CMeEE (zh) types."
+    )
+
+
+class RERequest(_TaskRequest):
+    text: str = Field(min_length=1)
+    relation_types: list[str] | None = Field(
+        None, min_length=1, description="Default: CID (en) / CMeIE (zh)."
+    )
+
+
+class TCRequest(_TaskRequest):
+    text: str = Field(min_length=1)
+    labels: list[str] = Field(min_length=1, description="The label set to choose from.")
+    multi_label: bool = Field(False, description="Several labels may apply (HoC, LitCovid).")
+
+
+class QARequest(_TaskRequest):
+    question: str = Field(min_length=1)
+    choices: dict[str, str] | None = Field(
+        None, min_length=2, description='Options by letter, e.g. {"A": "..."}.'
+    )
+    context: str | None = Field(None, description="A passage the answer is based on (PubMedQA).")
+    qa_type: Literal["multiple_choice", "yes_no", "open"] | None = Field(
+        None, description="Default: multiple_choice with choices, else open."
+    )
+
+
+TaskRequest = NERRequest | RERequest | TCRequest | QARequest
+
+
+class EntityOut(BaseModel):
+    type: str
+    text: str
+    offsets: list[tuple[int, int]] = Field(
+        description="[start, end) character spans of the text in the input."
+    )
+
+
+class RelationOut(BaseModel):
+    type: str
+    head: str
+    tail: str
+
+
+class TaskResponse(BaseModel):
+    task: str
+    model: str
+    language: Language
+    entities: list[EntityOut] | None = None
+    relations: list[RelationOut] | None = None
+    labels: list[str] | None = None
+    answer: str | None = None
+    answer_text: str | None = Field(None, description="The chosen option's text (multiple choice).")
+    parsed: bool = Field(description="False when no answer could be read from the generation (see problems).")
+    problems: list[str]
+    raw: str = Field(description="The generated text, as the model wrote it.")
+    prompt: str = Field(description="The instruction sent to the model.")
+    finish_reason: str
+    usage: dict[str, int]
+
+
+def unified_task(task: str, request: TaskRequest) -> Task:
+    if isinstance(request, TCRequest):
+        return "tc_multilabel" if request.multi_label else "tc"
+    if isinstance(request, QARequest):
+        kind = request.qa_type or ("multiple_choice" if request.choices else "open")
+        if kind == "multiple_choice" and not request.choices:
+            raise APIError(400, "qa_type multiple_choice needs choices, got none", param="choices")
+        return {"multiple_choice": "qa_mc", "yes_no": "qa_yesno", "open": "qa_open"}[kind]  # type: ignore[return-value]
+    return task  # type: ignore[return-value]
+
+
+def build_record(task: str, request: TaskRequest) -> tuple[Record, DatasetEntry]:
+    """The request as a unified record and the catalogue entry giving its answer space."""
+    unified = unified_task(task, request)
+    language = request.language
+    entry = DatasetEntry(
+        name="serve",
+        format=_DEFAULT_FORMATS.get((task, language), "unified_jsonl"),
+        uri="request",
+        language=language,
+        task=unified,
+        entity_types=getattr(request, "entity_types", None),
+        relation_types=getattr(request, "relation_types", None),
+        label_names=getattr(request, "labels", None),
+    )
+    fields: dict[str, object] = {"text": getattr(request, "text", "")}
+    if isinstance(request, QARequest):
+        choices = request.choices if unified == "qa_mc" else None
+        fields = {"question": request.question, "choices": choices, "context": request.context}
+    record = Record(
+        id="request", document_id="request", dataset="serve", language=language, task=unified, **fields
+    )
+    return record, entry
+
+
+def prompt_field(request: TaskRequest) -> str:
+    """The request field to blame when the prompt does not fit the context."""
+    if isinstance(request, QARequest):
+        return "context" if request.context else "question"
+    return "text"
+
+
+def find_spans(text: str, mention: str) -> list[tuple[int, int]]:
+    """[start, end) spans where `mention` occurs in `text`: verbatim (any run of whitespace matching any
+    other), else case-insensitively; non-overlapping, in order."""
+    words = mention.split()
+    if not words:
+        return []
+    pattern = r"\s+".join(re.escape(word) for word in words)
+    for flags in (0, re.IGNORECASE):
+        spans = [(match.start(), match.end()) for match in re.finditer(pattern, text, flags)]
+        if spans:
+            return spans
+    return []
+
+
+def structure(
+    task: str, request: TaskRequest, record: Record, entry: DatasetEntry, raw: str
+) -> dict[str, object]:
+    """The structured fields of the answer parsed from `raw` (entities/relations/labels/answer + parse status)."""
+    result: ParseResult = parse_with(raw, spec_for(record, entry))
+    prediction = result.prediction
+    fields: dict[str, object] = {"parsed": result.ok, "problems": list(result.problems)}
+    if task == "ner":
+        fields["entities"] = [
+            EntityOut(type=entity_type, text=text, offsets=find_spans(record.text, text))
+            for entity_type, text in prediction.entities
+        ]
+    elif task == "re":
+        fields["relations"] = [
+            RelationOut(type=kind, head=head, tail=tail) for kind, head, tail in prediction.relations
+        ]
+    elif task == "tc":
+        fields["labels"] = list(prediction.labels)
+    else:
+        fields["answer"] = prediction.answer
+        if record.choices and prediction.answer in record.choices:
+            fields["answer_text"] = record.choices[prediction.answer]
+    return fields
