@@ -24,9 +24,9 @@ class EvalConfig(StrictModel):
     `limit` caps items per set (CI uses it: a random-weight model never stops early). `batch_size` is
     prompts per generate call in each actor; `num_actors` model replicas in the Ray Data actor pool.
     `reference_scores` is a paper-scores.json (../shared/reference/paper-scores.json) whose Taiyi,
-    ChatGPT-3.5 and SOTA columns the report shows beside ours; None shows ours only. `cache_dir` holds
-    generated outputs keyed by model, generation settings and prompt (default `{storage.root}/eval-cache`),
-    so a rerun or a second catalogue over the same items generates nothing twice.
+    ChatGPT-3.5 and SOTA columns the report shows beside ours; None (or an absent file) shows ours only.
+    `cache_dir` holds generated outputs keyed by model, generation settings and prompt (default
+    `{storage.root}/eval-cache`), so a rerun or a second catalogue over the same items generates nothing twice.
     """
 
     catalogue: Location
