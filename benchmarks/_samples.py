@@ -22,7 +22,9 @@ def training_sample_files(output_dir: str | None = None) -> list[str]:
     """Prepare (convert + decontaminate + instruct) the shared training catalogue; returns JSONL files."""
     os.chdir(REPO_ROOT)  # catalogue paths are relative to the repository root
     output_dir = output_dir or tempfile.mkdtemp(prefix="taiyi-bench-samples-")
-    config = DataConfig(catalogue=str(CATALOGUE), decontaminate_against=str(REPO_ROOT / "configs" / "eval-13.yaml"))
+    config = DataConfig(
+        catalogue=str(CATALOGUE), decontaminate_against=str(REPO_ROOT / "configs" / "eval-13.yaml")
+    )
     result = prepare_samples(load_catalogue(str(CATALOGUE)), config, Storage(), output_dir)
     return [path for files in result.sample_files.values() for path in files]
 

@@ -47,13 +47,22 @@ def build_local_shards(seq_len: int) -> dict:
     files = training_sample_files(os.path.join(scratch, "samples"))
     tokenizer = configure_tokenizer(load_tokenizer(QWEN2_TOKENIZER), get_chat_format("taiyi"))
     settings = ShardSettings("taiyi", seq_len, True, "truncate", rows_per_shard=256)
-    build = build_shard_set(Storage(), files, os.path.join(scratch, "shards"), str(QWEN2_TOKENIZER), tokenizer_fingerprint(tokenizer), settings)
+    build = build_shard_set(
+        Storage(),
+        files,
+        os.path.join(scratch, "shards"),
+        str(QWEN2_TOKENIZER),
+        tokenizer_fingerprint(tokenizer),
+        settings,
+    )
     return build.manifest
 
 
 def plan_for(manifest: dict, root: str) -> DataPlan:
     locations = tuple(join(root, entry["name"]) for entry in manifest["files"])
-    return DataPlan([SourceFiles(locations, tuple(entry["rows"] for entry in manifest["files"]))], seed=0, shuffle=False)
+    return DataPlan(
+        [SourceFiles(locations, tuple(entry["rows"] for entry in manifest["files"]))], seed=0, shuffle=False
+    )
 
 
 def bare_loop(storage: Storage, plan: DataPlan, micro_batch: int, epochs: int) -> tuple[int, float]:
@@ -68,7 +77,16 @@ def bare_loop(storage: Storage, plan: DataPlan, micro_batch: int, epochs: int) -
 
 
 def ray_data_stream(storage: Storage, plan: DataPlan, micro_batch: int, epochs: int) -> tuple[int, float]:
-    stream = RankStream(plan, storage, world=1, rank=0, micro_batch_size=micro_batch, accumulation=1, epochs=epochs, pad_id=PAD_ID)
+    stream = RankStream(
+        plan,
+        storage,
+        world=1,
+        rank=0,
+        micro_batch_size=micro_batch,
+        accumulation=1,
+        epochs=epochs,
+        pad_id=PAD_ID,
+    )
     started, tokens = time.perf_counter(), 0
     for step in stream:
         tokens += sum(int((batch["input_ids"] != PAD_ID).sum()) for batch in step.micro_batches)
@@ -76,8 +94,8 @@ def ray_data_stream(storage: Storage, plan: DataPlan, micro_batch: int, epochs: 
 
 
 def start_s3() -> str:
-    from moto.server import ThreadedMotoServer
     import boto3
+    from moto.server import ThreadedMotoServer
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -85,7 +103,14 @@ def start_s3() -> str:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
-    os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint})
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": endpoint,
+        }
+    )
     boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="bench")
     return endpoint
 
@@ -106,19 +131,35 @@ def main() -> None:
     s3_storage = Storage(StorageConfig(endpoint_url=endpoint))
     s3_storage.upload_dir(manifest["version_dir"], "s3://bench/shards")
     stores = {"local": (Storage(), manifest["version_dir"]), "s3": (s3_storage, "s3://bench/shards")}
-    ray_data_stream(Storage(), plan_for(manifest, manifest["version_dir"]), args.micro_batch, 1)  # warm-up: Ray Data's first pipeline
+    ray_data_stream(
+        Storage(), plan_for(manifest, manifest["version_dir"]), args.micro_batch, 1
+    )  # warm-up: Ray Data's first pipeline
     for store, (storage, root) in stores.items():
         plan = plan_for(manifest, root)
         bare_tokens, bare_seconds = bare_loop(storage, plan, args.micro_batch, args.epochs)
         ours_tokens, ours_seconds = ray_data_stream(storage, plan, args.micro_batch, args.epochs)
-        for name, tokens, seconds in (("bare_pyarrow", bare_tokens, bare_seconds), ("ray_data", ours_tokens, ours_seconds)):
+        for name, tokens, seconds in (
+            ("bare_pyarrow", bare_tokens, bare_seconds),
+            ("ray_data", ours_tokens, ours_seconds),
+        ):
             rate = tokens / seconds
-            print(json.dumps({
-                "name": f"{name}_{store}", "tokens": tokens, "seconds": round(seconds, 2), "tokens_per_s": round(rate),
-                "ratio_to_bare": round(rate / (bare_tokens / bare_seconds), 3),
-                "h200s_fed_per_core": round(rate / H200_TOKENS_PER_S, 1),
-                "micro_batch": args.micro_batch, "seq_len": args.seq_len, "files": len(plan.locations), "epochs": args.epochs,
-            }), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "name": f"{name}_{store}",
+                        "tokens": tokens,
+                        "seconds": round(seconds, 2),
+                        "tokens_per_s": round(rate),
+                        "ratio_to_bare": round(rate / (bare_tokens / bare_seconds), 3),
+                        "h200s_fed_per_core": round(rate / H200_TOKENS_PER_S, 1),
+                        "micro_batch": args.micro_batch,
+                        "seq_len": args.seq_len,
+                        "files": len(plan.locations),
+                        "epochs": args.epochs,
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from benchmarks._samples import QWEN2_TOKENIZER, read_samples, training_sample_f
 from taiyi_ray.data.build_shards import _TableTokenizer, ordered_execution
 from taiyi_ray.data.chat_format import get_chat_format
 from taiyi_ray.data.schema import Message
-from taiyi_ray.data.tokenize import IGNORE_INDEX, SampleTokenizer, tokenize_conversations
+from taiyi_ray.data.tokenize import SampleTokenizer, tokenize_conversations
 from taiyi_ray.data.tokenizer import configure_tokenizer, load_tokenizer
 
 BATCH = 256
@@ -75,7 +75,13 @@ def ours_in_process(samples: list[dict]) -> tuple[float, int]:
     tokens = 0
     for start in range(0, len(samples), BATCH):
         part = samples[start : start + BATCH]
-        table = udf({"id": [s["id"] for s in part], "dataset": [s["dataset"] for s in part], "messages": [s["messages"] for s in part]})
+        table = udf(
+            {
+                "id": [s["id"] for s in part],
+                "dataset": [s["dataset"] for s in part],
+                "messages": [s["messages"] for s in part],
+            }
+        )
         tokens += sum(table.column("num_tokens").to_pylist())
     return time.perf_counter() - started, tokens
 
@@ -91,7 +97,10 @@ def ours_ray_data(files: list[str], actors: int) -> tuple[float, int, float, flo
         dataset = ray.data.read_json(files, read_options=pajson.ReadOptions(block_size=4 << 20)).map_batches(
             _TableTokenizer,
             fn_constructor_kwargs={
-                "tokenizer_dir": str(QWEN2_TOKENIZER), "chat_format": "taiyi", "max_seq_len": 1 << 20, "overlong": "truncate",
+                "tokenizer_dir": str(QWEN2_TOKENIZER),
+                "chat_format": "taiyi",
+                "max_seq_len": 1 << 20,
+                "overlong": "truncate",
             },
             batch_size=BATCH,
             batch_format="pyarrow",
@@ -109,7 +118,9 @@ def ours_ray_data(files: list[str], actors: int) -> tuple[float, int, float, flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=50000, help="samples from the shared training catalogue")
+    parser.add_argument(
+        "--samples", type=int, default=50000, help="samples from the shared training catalogue"
+    )
     args = parser.parse_args()
     files = training_sample_files()
     samples = read_samples(files)[: args.samples]
@@ -121,7 +132,14 @@ def main() -> None:
     baseline = line("datasets_map", len(samples), hf_tokens, hf_seconds, cores=1)
     seconds, tokens = ours_in_process(samples)
     assert tokens == hf_tokens, (tokens, hf_tokens)
-    ours = line("ours_in_process", len(samples), tokens, seconds, cores=1, speedup_vs_datasets_map=round(hf_seconds / seconds, 2))
+    ours = line(
+        "ours_in_process",
+        len(samples),
+        tokens,
+        seconds,
+        cores=1,
+        speedup_vs_datasets_map=round(hf_seconds / seconds, 2),
+    )
 
     from taiyi_ray.config.platform import RayConfig
     from taiyi_ray.runtime import init_ray, prepare_process_env
@@ -132,9 +150,15 @@ def main() -> None:
         seconds, tokens, startup, steady = ours_ray_data([subset], actors)
         assert tokens == hf_tokens, (tokens, hf_tokens)
         line(
-            f"ours_ray_data_{actors}", len(samples), tokens, seconds, cores=actors,
-            speedup_vs_datasets_map=round(hf_seconds / seconds, 2), startup_s=round(startup, 2),
-            steady_tokens_per_s=round(steady), steady_speedup_vs_datasets_map=round(steady / baseline["tokens_per_s"], 2),
+            f"ours_ray_data_{actors}",
+            len(samples),
+            tokens,
+            seconds,
+            cores=actors,
+            speedup_vs_datasets_map=round(hf_seconds / seconds, 2),
+            startup_s=round(startup, 2),
+            steady_tokens_per_s=round(steady),
+            steady_speedup_vs_datasets_map=round(steady / baseline["tokens_per_s"], 2),
         )
     del ours
 

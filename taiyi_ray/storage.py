@@ -19,8 +19,8 @@ from typing import IO, Any
 from urllib.parse import urlparse
 
 import fsspec
-from fsspec import AbstractFileSystem
 import pyarrow.fs as pafs
+from fsspec import AbstractFileSystem
 
 from taiyi_ray.config.base import is_uri
 from taiyi_ray.config.platform import StorageConfig

@@ -15,8 +15,12 @@ def add_data_commands(commands: argparse._SubParsersAction) -> None:  # type: ig
     convert.add_argument("--output", required=True, help="OUT.jsonl (rejects go to OUT.rejects.jsonl)")
     convert.add_argument("--on-error", choices=["fail", "quarantine"], default="fail")
     convert.add_argument("--dataset", help="dataset name stored in each record (default: the file's stem)")
-    convert.add_argument("--split", default=None, help="split stored in each record (default: from the file name)")
-    convert.add_argument("--language", choices=["en", "zh"], default=None, help="default: the format's language")
+    convert.add_argument(
+        "--split", default=None, help="split stored in each record (default: from the file name)"
+    )
+    convert.add_argument(
+        "--language", choices=["en", "zh"], default=None, help="default: the format's language"
+    )
     convert.set_defaults(run=_run_convert)
 
     stats = sub.add_parser("stats", help="count records, documents, mentions, relations, labels, answers")

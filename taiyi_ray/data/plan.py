@@ -184,7 +184,9 @@ def epoch_chunk(
     return chunk[skip * rows_per_step :], done, total
 
 
-def steps_remaining(plan: DataPlan, position: DataPosition, epochs: int, world: int, rows_per_step: int) -> int:
+def steps_remaining(
+    plan: DataPlan, position: DataPosition, epochs: int, world: int, rows_per_step: int
+) -> int:
     """Optimizer steps left from `position` to the end of `epochs` with this layout."""
     left = 0
     for epoch in range(position.epoch, epochs):

@@ -105,7 +105,9 @@ def check_entities(record: Record) -> None:
             pieces.append(record.text[start:end])
         spelled = " ".join(pieces)
         if spelled != entity.text:
-            raise ValueError(f"entity {entity.id!r} text {entity.text!r} does not match the text at its offsets {spelled!r}")
+            raise ValueError(
+                f"entity {entity.id!r} text {entity.text!r} does not match the text at its offsets {spelled!r}"
+            )
 
 
 def check_relations(record: Record) -> None:
@@ -114,7 +116,9 @@ def check_relations(record: Record) -> None:
     for relation in record.relations:
         for end in (relation.head_id, relation.tail_id):
             if end not in targets:
-                raise ValueError(f"relation {relation.type!r} refers to {end!r}, which is no entity id or concept id")
+                raise ValueError(
+                    f"relation {relation.type!r} refers to {end!r}, which is no entity id or concept id"
+                )
 
 
 class Message(_Model):

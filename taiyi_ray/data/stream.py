@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401  (pa.compute)
+import pyarrow.compute
 import torch
 
 from taiyi_ray.data.plan import DataPlan, DataPosition, epoch_chunk
@@ -194,7 +194,9 @@ def _read_visits(batch: dict[str, Any], storage: Storage, columns: list[str]) ->
             table = pq.read_table(path, filesystem=filesystem, columns=columns)
         except (OSError, pa.ArrowInvalid) as error:
             raise RuntimeError(f"{location}: cannot read shard ({error})") from error
-        tables.append(table.append_column("visit", pa.array(np.full(table.num_rows, int(visit), dtype=np.int64))))
+        tables.append(
+            table.append_column("visit", pa.array(np.full(table.num_rows, int(visit), dtype=np.int64)))
+        )
     return pa.concat_tables(tables)
 
 
@@ -221,7 +223,9 @@ def read_visits(
             batch_size=files_per_task,
             batch_format="numpy",
         )
-    yield from dataset.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=prefetch_batches)
+    yield from dataset.iter_batches(
+        batch_format="pyarrow", batch_size=None, prefetch_batches=prefetch_batches
+    )
 
 
 class _VisitAssembler:

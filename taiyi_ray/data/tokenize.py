@@ -106,7 +106,12 @@ class SampleTokenizer:
     """
 
     def __init__(
-        self, tokenizer_dir: str, chat_format: str, max_seq_len: int, overlong: str, storage: Storage | None = None
+        self,
+        tokenizer_dir: str,
+        chat_format: str,
+        max_seq_len: int,
+        overlong: str,
+        storage: Storage | None = None,
     ) -> None:
         self.chat_format = get_chat_format(chat_format)
         storage = storage or Storage()

@@ -21,6 +21,8 @@ import time
 from collections import Counter
 from typing import Any
 
+import torch.distributed as dist
+
 from taiyi_ray.data.plan import DataPosition
 from taiyi_ray.model.result import TrainedModel, model_dir, write_result
 from taiyi_ray.storage import Storage, join
@@ -77,33 +79,42 @@ class RunOutputs:
     def record_step(
         self,
         step: int,
-        ids_and_datasets: list[tuple[str, str]],
+        epoch: int,
+        sample_ids: list[str],
+        datasets: list[str],
         record: dict[str, Any],
         writer: MetricsWriter | None,
     ) -> None:
-        if self.rank != 0:
-            return
-        self.pending.append(
-            {
-                "step": step,
-                "epoch": record["epoch"],
-                "ids": [item[0] for item in ids_and_datasets],
-                "datasets": [item[1] for item in ids_and_datasets],
-            }
-        )
+        """Every rank keeps its own step's sample ids until the next checkpoint (no per-step gather)."""
+        self.pending.append({"step": step, "epoch": epoch, "ids": sample_ids, "datasets": datasets})
         if writer is not None:
             writer.write(record)
             writer.progress(record, self.first_step)
 
     def flush(self, step: int, writer: MetricsWriter | None) -> None:
-        """At a checkpoint: persist the consumed-sample log since the last one, and the metrics."""
+        """Collective, at a checkpoint: gather every rank's consumed-sample log since the last one into
+        one file (ranks in order within each step), and persist the metrics."""
+        gathered: list[list[dict[str, Any]] | None] = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, self.pending)
+        pending, self.pending = self.pending, []
         if self.rank != 0:
             return
-        if self.pending:
+        if pending:
+            lines = []
+            for index, entry in enumerate(pending):
+                parts = [rank_log[index] for rank_log in gathered if rank_log]
+                lines.append(
+                    {
+                        "step": entry["step"],
+                        "epoch": entry["epoch"],
+                        "ids": [item for part in parts for item in part["ids"]],
+                        "datasets": [item for part in parts for item in part["datasets"]],
+                    }
+                )
             name = f"steps-{self.pending_from:07d}-{step:07d}.jsonl"
-            body = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in self.pending)
+            body = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
             self.storage.write_text(join(self.run_dir, "samples", name), body)
-            self.pending, self.pending_from = [], step + 1
+            self.pending_from = step + 1
         if writer is not None:
             with open(writer.path, encoding="utf-8") as handle:
                 self.storage.write_text(join(self.run_dir, "metrics.jsonl"), handle.read())

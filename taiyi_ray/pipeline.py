@@ -1,0 +1,148 @@
+"""`jobs/pipeline.py`: data preparation -> stage 1 -> stage 2 -> export -> evaluation in one job.
+
+Each step writes into its own sub-directory of the pipeline's run dir and hands its result to the next
+through the config keys a user would set by hand (`stage2.init_from`, `export.from_run`, `eval.model`),
+so the pipeline is exactly the sequence of the separate jobs. Ends with a table (step, wall time, key
+figure); `serve_check` adds the demo's last step: serve the export and answer one real HTTP request.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from taiyi_ray.config.jobs import (
+    DataJobConfig,
+    EvalJobConfig,
+    ExportJobConfig,
+    PipelineJobConfig,
+    ServeJobConfig,
+    Stage1JobConfig,
+    Stage2JobConfig,
+)
+from taiyi_ray.storage import Storage, join
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StepResult:
+    name: str
+    wall_s: float
+    figure: str
+    result: dict[str, Any]
+
+
+def _timed(
+    name: str, figure: Callable[[dict[str, Any]], str], run: Callable[[], dict[str, Any]]
+) -> StepResult:
+    log.info("=== %s ===", name)
+    started = time.perf_counter()
+    result = run()
+    step = StepResult(name, time.perf_counter() - started, figure(result), result)
+    log.info("=== %s done in %.1f s: %s ===", name, step.wall_s, step.figure)
+    return step
+
+
+def run_pipeline(config: PipelineJobConfig, run_dir: str, serve_check: bool = False) -> dict[str, Any]:
+    from taiyi_ray.data.job import run_data_job
+    from taiyi_ray.eval.job import run_eval_job
+    from taiyi_ray.train.export import run_export_job
+    from taiyi_ray.train.job import run_stage_job
+
+    shared = {"storage": config.storage, "ray": config.ray, "model": config.model}
+    steps = [
+        _timed(
+            "data",
+            lambda r: f"{r['samples']} samples, packing efficiency {r['packing_efficiency']:.3f}",
+            lambda: run_data_job(DataJobConfig(**shared, data=config.data), join(run_dir, "data")),
+        )
+    ]
+    stage1_dir, stage2_dir = join(run_dir, "stage1"), join(run_dir, "stage2")
+    steps.append(
+        _timed(
+            "stage1",
+            _loss_figure,
+            lambda: run_stage_job(
+                Stage1JobConfig(**shared, data=config.data, stage1=config.stage1), "stage1", stage1_dir
+            ),
+        )
+    )
+    stage2 = config.stage2.model_copy(update={"init_from": stage1_dir})
+    steps.append(
+        _timed(
+            "stage2",
+            _loss_figure,
+            lambda: run_stage_job(
+                Stage2JobConfig(**shared, data=config.data, stage2=stage2), "stage2", stage2_dir
+            ),
+        )
+    )
+    export = config.export.model_copy(update={"from_run": stage2_dir})
+    exported = _timed(
+        "export",
+        lambda r: r["model_dir"],
+        lambda: run_export_job(
+            ExportJobConfig(storage=config.storage, model=config.model, export=export),
+            join(run_dir, "export"),
+        ),
+    )
+    steps.append(exported)
+    evaluation = config.eval.model_copy(update={"model": exported.result["model_dir"], "endpoint": None})
+    steps.append(
+        _timed(
+            "evaluate",
+            lambda r: f"average {r.get('average')}",
+            lambda: run_eval_job(
+                EvalJobConfig(**shared, eval=evaluation),
+                join(run_dir, "eval"),
+                oracle=False,
+                oracle_noise=0.0,
+            ),
+        )
+    )
+    if serve_check:
+        from taiyi_ray.serve.job import answer_once
+
+        serve = config.serve.model_copy(update={"model": exported.result["model_dir"], "port": 0})
+        steps.append(
+            _timed(
+                "serve",
+                lambda r: f"HTTP {r['status']}: {r['answer']!r}",
+                lambda: answer_once(ServeJobConfig(**shared, serve=serve), join(run_dir, "serve")),
+            )
+        )
+    summary = {
+        "run_dir": run_dir,
+        "steps": {step.name: {"wall_s": round(step.wall_s, 1), "figure": step.figure} for step in steps},
+        "stage1_final_loss": steps[1].result["final_loss"],
+        "stage2_final_loss": steps[2].result["final_loss"],
+        "model_dir": exported.result["model_dir"],
+        "eval_average": steps[4].result.get("average"),
+        "wall_time_s": round(sum(step.wall_s for step in steps), 1),
+    }
+    Storage(config.storage).write_json(join(run_dir, "summary.json"), summary)
+    _print_table(steps, run_dir)
+    return summary
+
+
+def _loss_figure(result: dict[str, Any]) -> str:
+    return f"{result['steps']} steps, loss {result['first_loss']:.3f} -> {result['final_loss']:.3f}"
+
+
+def _print_table(steps: list[StepResult], run_dir: str) -> None:
+    table = Table(title=f"taiyi-ray pipeline: {run_dir}")
+    table.add_column("step")
+    table.add_column("wall time", justify="right")
+    table.add_column("key figure")
+    for step in steps:
+        table.add_row(step.name, f"{step.wall_s:.1f} s", step.figure)
+    table.add_row("total", f"{sum(step.wall_s for step in steps):.1f} s", "")
+    Console(file=sys.stdout, width=160).print(table)
