@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import codecs
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,3 +116,24 @@ def iter_json_lines(source: Source) -> Iterator[JsonLine]:
             yield JsonLine(number, line, json.loads(line.text), None)
         except json.JSONDecodeError as error:
             yield JsonLine(number, line, None, f"not valid JSON: {error.msg} at column {error.colno}")
+
+
+def records_from_json_lines(
+    source: Source, fields: Callable[[Any, str], dict[str, Any]]
+) -> Iterator[Record | BadRecord]:
+    """The loop every JSON Lines converter shares: one record per non-blank line.
+
+    `fields(value, local id)` turns a parsed line into Record fields and raises ValueError (naming the
+    field) for a malformed item; an invalid line or a ValueError becomes a BadRecord with its line.
+    """
+    for item in iter_json_lines(source):
+        record_id = local_id(source, item.number)
+        if item.error:
+            yield bad(source, item.line.number, record_id, item.error, item.line.text)
+            continue
+        try:
+            built = fields(item.value, record_id)
+        except ValueError as error:
+            yield bad(source, item.line.number, record_id, str(error), item.line.text)
+            continue
+        yield build_record(source, item.line.number, item.line.text, built)

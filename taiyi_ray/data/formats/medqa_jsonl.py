@@ -11,24 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from taiyi_ray.data.formats._io import bad, build_record, iter_json_lines, local_id, require_str
+from taiyi_ray.data.formats._io import records_from_json_lines, require_str
 from taiyi_ray.data.formats.base import BadRecord, Source
 from taiyi_ray.data.schema import Record
 
 
 def convert_medqa_jsonl(source: Source) -> Iterator[Record | BadRecord]:
     """Yield one multiple-choice record per line."""
-    for item in iter_json_lines(source):
-        record_id = local_id(source, item.number)
-        if item.error:
-            yield bad(source, item.line.number, record_id, item.error, item.line.text)
-            continue
-        try:
-            fields = _fields(item.value, record_id)
-        except ValueError as error:
-            yield bad(source, item.line.number, record_id, str(error), item.line.text)
-            continue
-        yield build_record(source, item.line.number, item.line.text, fields)
+    return records_from_json_lines(source, _fields)
 
 
 def _fields(value: Any, record_id: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from taiyi_ray.data.formats._io import bad, build_record, iter_json_lines, local_id
+from taiyi_ray.data.formats._io import records_from_json_lines
 from taiyi_ray.data.formats.base import BadRecord, Source
 from taiyi_ray.data.schema import Record
 
@@ -28,25 +28,13 @@ ROLES = {
 
 
 def convert_sharegpt_jsonl(source: Source) -> Iterator[Record | BadRecord]:
-    """Yield one dialogue record per line."""
-    for item in iter_json_lines(source):
-        record_id = local_id(source, item.number)
-        if item.error:
-            yield bad(source, item.line.number, record_id, item.error, item.line.text)
-            continue
-        if isinstance(item.value, dict) and item.value.get("id") is not None:
-            record_id = str(item.value["id"])
-        try:
-            fields = {
-                "id": record_id,
-                "document_id": record_id,
-                "task": "dialogue",
-                "turns": dialogue_turns(item.value),
-            }
-        except ValueError as error:
-            yield bad(source, item.line.number, record_id, str(error), item.line.text)
-            continue
-        yield build_record(source, item.line.number, item.line.text, fields)
+    """Yield one dialogue record per line (its own `id` when it has one, else `{file}:{n}`)."""
+    return records_from_json_lines(source, _fields)
+
+
+def _fields(value: Any, local: str) -> dict[str, Any]:
+    record_id = str(value["id"]) if isinstance(value, dict) and value.get("id") is not None else local
+    return {"id": record_id, "document_id": record_id, "task": "dialogue", "turns": dialogue_turns(value)}
 
 
 def dialogue_turns(value: Any) -> list[dict[str, str]]:
