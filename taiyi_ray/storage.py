@@ -9,13 +9,15 @@ endpoint, region and credentials, and both retry transient errors.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import posixpath
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 from urllib.parse import urlparse
 
 import fsspec
@@ -25,7 +27,47 @@ from fsspec import AbstractFileSystem
 from taiyi_ray.config.base import is_uri
 from taiyi_ray.config.platform import StorageConfig
 
+log = logging.getLogger(__name__)
+
 S3_RETRY_ATTEMPTS = 8
+
+TRANSIENT_MARKERS = (
+    "NETWORK_CONNECTION",
+    "SLOW_DOWN",
+    "SERVICE_UNAVAILABLE",
+    "HTTP status 503",
+    "Could not connect",
+    "Connection refused",
+    "Connection reset",
+    "timed out",
+)
+"""Substrings of the errors an object store (or the network to it) raises while it is briefly away."""
+
+T = TypeVar("T")
+
+
+def with_retries(action: Callable[[], T], what: str, attempts: int = 7, first_delay_s: float = 0.5) -> T:
+    """Run `action`, retrying transient object-store errors with exponential backoff (0.5 s, 1 s, 2 s ...
+    about 30 s in all): the client libraries' own retries give up within a second when a server is down,
+    a restarting endpoint takes longer. Other errors, and the last transient one, are raised."""
+    delay = first_delay_s
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except OSError as error:
+            if attempt == attempts or not any(marker in str(error) for marker in TRANSIENT_MARKERS):
+                raise
+            log.warning(
+                "%s: transient error (attempt %d of %d), retrying in %.1f s: %s",
+                what,
+                attempt,
+                attempts,
+                delay,
+                error,
+            )
+            time.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
 
 
 def join(base: str, *parts: str) -> str:

@@ -20,6 +20,11 @@ class TinyQwen2Shape(StrictModel):
     max_position_embeddings: int = Field(4096, ge=64)
     tie_word_embeddings: bool = True
     rope_theta: float = 10000.0
+    vocab_size: int | None = Field(
+        None,
+        ge=16,
+        description="Embedding rows; None: the tokenizer's length rounded up to a multiple of 64.",
+    )
 
     @model_validator(mode="after")
     def _heads_divide(self) -> TinyQwen2Shape:

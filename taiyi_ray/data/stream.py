@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ import torch
 
 from taiyi_ray.data.plan import DataPlan, DataPosition, epoch_chunk
 from taiyi_ray.data.tokenize import IGNORE_INDEX
-from taiyi_ray.storage import Storage
+from taiyi_ray.storage import Storage, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +192,9 @@ def _read_visits(batch: dict[str, Any], storage: Storage, columns: list[str]) ->
     for visit, location in zip(batch["visit"], batch["location"], strict=True):
         filesystem, path = storage.arrow(str(location))
         try:
-            table = pq.read_table(path, filesystem=filesystem, columns=columns)
+            table = with_retries(
+                partial(pq.read_table, path, filesystem=filesystem, columns=columns), str(location)
+            )
         except (OSError, pa.ArrowInvalid) as error:
             raise RuntimeError(f"{location}: cannot read shard ({error})") from error
         tables.append(

@@ -72,7 +72,8 @@ def serving(config: ServeJobConfig) -> Iterator[tuple[str, list[str]]]:
 
 def run_serve_job(config: ServeJobConfig, run_dir: str, ready_seconds: float | None = None) -> dict[str, Any]:
     """Serve until a stop signal (or for `ready_seconds`, for tests); returns the job's key figures."""
-    with _stop_signals() as stop, serving(config) as (url, models):
+    # Our handlers go in after Ray started: ray.init installs its own SIGTERM handler (which aborts).
+    with serving(config) as (url, models), _stop_signals() as stop:
         started = time.monotonic()
         info = {"url": url, "models": models, "run_dir": run_dir}
         Storage(config.storage).write_json(join(run_dir, "serve.json"), info)

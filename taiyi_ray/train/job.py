@@ -89,7 +89,7 @@ def _tiny_base(model: ModelConfig, tokenizer_dir: str, run_dir: str, storage: St
         tokenizer = load_tokenizer(storage.download_dir(tokenizer_dir, f"{scratch}/tokenizer"))
         base = build_tiny_qwen2(
             model.tiny,
-            padded_vocab_size(len(tokenizer)),
+            model.tiny.vocab_size or padded_vocab_size(len(tokenizer)),
             model.init_seed,
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import torch
 from peft import LoraConfig as PeftLoraConfig
 from peft import PeftModel, get_peft_model
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel
 
 from taiyi_ray.config.train import StageConfig
-from taiyi_ray.model.factory import build_tiny_qwen2, load_causal_lm, padded_vocab_size
+from taiyi_ray.model.factory import load_causal_lm
 from taiyi_ray.storage import Storage, join
 from taiyi_ray.train.spec import TrainSpec
 
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class TrainModel:
     model: torch.nn.Module
-    base_location: str | None  # None: a tiny random base this stage must save with its result
+    base_location: str  # the base model directory the result's adapter (or weights) belongs to
 
 
 def _local(storage: Storage, location: str, scratch: str) -> str:
@@ -33,8 +33,9 @@ def _local(storage: Storage, location: str, scratch: str) -> str:
 
 
 def _base_model(
-    spec: TrainSpec, tokenizer: PreTrainedTokenizerBase, storage: Storage, scratch: str, dtype: torch.dtype
-) -> tuple[PreTrainedModel, str | None]:
+    spec: TrainSpec, storage: Storage, scratch: str, dtype: torch.dtype
+) -> tuple[PreTrainedModel, str]:
+    """The weights this stage starts from: the previous stage's base (or its full weights), or model.base."""
     previous = spec.init_from
     if previous is not None and spec.init_from_dir is not None:
         if previous.method == "full" and previous.weights:
@@ -44,19 +45,11 @@ def _base_model(
         return load_causal_lm(
             _local(storage, location, scratch), dtype, spec.model.attn_implementation
         ), previous.base_model
-    if spec.model.base is not None:
-        return load_causal_lm(
-            _local(storage, spec.model.base, scratch), dtype, spec.model.attn_implementation
-        ), spec.model.base
-    model = build_tiny_qwen2(
-        spec.model.tiny,
-        padded_vocab_size(len(tokenizer)),
-        spec.model.init_seed,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        attn_implementation=spec.model.attn_implementation,
-    )
-    return model.to(dtype), None
+    if spec.model.base is None:
+        raise ValueError("model.base is not set (the stage job saves a tiny random base and sets it)")
+    return load_causal_lm(
+        _local(storage, spec.model.base, scratch), dtype, spec.model.attn_implementation
+    ), spec.model.base
 
 
 def _check_qlora(stage: StageConfig) -> None:
@@ -81,13 +74,11 @@ def _peft_config(stage: StageConfig) -> PeftLoraConfig:
     )
 
 
-def build_train_model(
-    spec: TrainSpec, tokenizer: PreTrainedTokenizerBase, storage: Storage, scratch: str, dtype: torch.dtype
-) -> TrainModel:
+def build_train_model(spec: TrainSpec, storage: Storage, scratch: str, dtype: torch.dtype) -> TrainModel:
     """Base + adapters (or full weights), ready for `deepspeed.initialize`."""
     stage = spec.stage
     _check_qlora(stage)
-    model, base_location = _base_model(spec, tokenizer, storage, scratch, dtype)
+    model, base_location = _base_model(spec, storage, scratch, dtype)
     if stage.method == "qlora":
         model = _quantize(model, base_location, spec, dtype)
     previous = spec.init_from
@@ -115,7 +106,7 @@ def build_train_model(
 
 
 def _quantize(
-    model: PreTrainedModel, base_location: str | None, spec: TrainSpec, dtype: torch.dtype
+    model: PreTrainedModel, base_location: str, spec: TrainSpec, dtype: torch.dtype
 ) -> PreTrainedModel:
     """QLoRA as Taiyi did it: the base loaded in 4-bit NF4 with double quantisation, bf16 compute."""
     from peft import prepare_model_for_kbit_training

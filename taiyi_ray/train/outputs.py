@@ -198,7 +198,7 @@ class RunOutputs:
         )
 
 
-def _save_result(model: Any, tokenizer: Any, spec: Any, base_location: str | None, local: str) -> None:
+def _save_result(model: Any, tokenizer: Any, spec: Any, base_location: str, local: str) -> None:
     """Write adapter (peft) or full weights + tokenizer + taiyi_model.json into `local`."""
     method = spec.stage.method
     if method == "full":
@@ -211,7 +211,7 @@ def _save_result(model: Any, tokenizer: Any, spec: Any, base_location: str | Non
         local,
         TrainedModel(
             method=method,
-            base_model=base_location or "",
+            base_model=base_location,
             chat_format=spec.model.chat_format,
             stage=spec.stage_name,
             adapter=None if method == "full" else "adapter",

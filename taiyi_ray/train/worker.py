@@ -122,7 +122,7 @@ def setup_worker(spec: TrainSpec) -> Worker:
     tokenizer = load_tokenizer(storage.download_dir(spec.tokenizer_dir, os.path.join(scratch, "tokenizer")))
     torch.manual_seed(stage.seed)  # identical fresh adapter weights on every rank
     dtype = torch.bfloat16 if use_bf16(stage, on_gpu) else torch.float32
-    built = build_train_model(spec, tokenizer, storage, scratch, dtype)
+    built = build_train_model(spec, storage, scratch, dtype)
     torch.manual_seed(stage.seed + 1 + rank)  # per-rank dropout streams (restored on resume)
     trainable = [parameter for parameter in built.model.parameters() if parameter.requires_grad]
     # Recorded so a test (or a user) can tell continued weights from freshly initialised ones.

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from taiyi_ray.train.checkpoint import COMPLETE_MARKER
 from tests.integration.helpers import REPO_ROOT, s3_root
 
 pytestmark = pytest.mark.integration
@@ -137,7 +138,13 @@ def _checkpoint_keys(bucket: str, prefix: str) -> list[str]:
 
     client = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1")
     response = client.list_objects_v2(Bucket=bucket, Prefix=prefix)
-    return [item["Key"] for item in response.get("Contents", []) if "/checkpoint-" in item["Key"]]
+    # A checkpoint is complete once rank 0 marks it (after report(), a barrier across ranks): killing a
+    # node before that could leave only partial files, which nothing may resume from.
+    return [
+        item["Key"]
+        for item in response.get("Contents", [])
+        if "/checkpoint-" in item["Key"] and item["Key"].endswith(f"/{COMPLETE_MARKER}")
+    ]
 
 
 def test_two_node_training_survives_losing_a_node(cluster: dict[str, Any], shared_dir: Path) -> None:

@@ -92,22 +92,27 @@ def test_stage1_lora_zero2_trains_and_checkpoints_to_s3(
     assert storage.exists(f"{run_dir}/deepspeed_config.json")
 
 
-def test_fault_injected_run_resumes_exactly(
-    clean_stage1: dict[str, Any], prepared_shards: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+def test_fault_injected_run_on_the_shared_training_files_resumes_exactly(
+    shared_shards: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The training files of ../shared/data, sharded to S3, streamed into 2 workers: rank 1 dies at
+    step 3, Ray Train restarts the group, and the run consumes exactly what a clean run consumes."""
+    data = shared_shards["summary"]
+    assert data["decontaminated"] >= 500 and data["shard_sets"]["stage1"]["rows"] > 1000  # the real files
+    config: PipelineJobConfig = shared_shards["config"]
+    config = config.model_copy(update={"stage1": config.stage1.model_copy(update={"max_steps": 6})})
+    clean = run_stage(config, "stage1", f"{shared_shards['root']}/runs/stage1-clean")
     monkeypatch.setenv("TAIYI_FAULT_AT_STEP", "3")
-    run_dir = f"{prepared_shards['root']}/runs/stage1-faulted"
-    summary = run_stage(clean_stage1["config"], "stage1", run_dir)
-    clean = clean_stage1["summary"]
-    assert summary["restarts"] == 1
-    assert summary["resumed_from_step"] == 2  # checkpoints every 2 steps; rank 1 died after step 3
-    assert summary["data_fingerprint"] == clean["data_fingerprint"]
-    assert summary["steps"] == clean["steps"] and summary["samples"] == clean["samples"]
+    run_dir = f"{shared_shards['root']}/runs/stage1-faulted"
+    faulted = run_stage(config, "stage1", run_dir)
+    assert faulted["restarts"] == 1
+    assert faulted["resumed_from_step"] == 2  # checkpoints every 2 steps; rank 1 died after step 3
+    assert faulted["data_fingerprint"] == clean["data_fingerprint"]
+    assert faulted["steps"] == clean["steps"] == 6 and faulted["samples"] == clean["samples"]
     # fp32 on CPU, same data order and restored RNG: the same arithmetic, so the losses agree to
     # float64-printing noise. 1e-6 leaves room for gloo's reduction order only.
-    assert summary["final_loss"] == pytest.approx(clean["final_loss"], abs=1e-6)
-    storage = Storage(clean_stage1["config"].storage)
-    assert storage.exists(f"{run_dir}/fault-injected-step-3")
+    assert faulted["final_loss"] == pytest.approx(clean["final_loss"], abs=1e-6)
+    assert Storage(config.storage).exists(f"{run_dir}/fault-injected-step-3")
 
 
 def _adapter_l2(storage: Storage, run_dir: str, tmp_path: Path) -> float:

@@ -61,3 +61,23 @@ def test_uri_helpers() -> None:
     assert join("s3://bucket/p/", "x") == "s3://bucket/p/x"
     assert parent("s3://bucket/p/x") == "s3://bucket/p"
     assert join("/tmp/a", "b") == "/tmp/a/b"
+
+
+def test_transient_object_store_errors_are_retried_with_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    from taiyi_ray import storage as storage_module
+
+    sleeps: list[float] = []
+    monkeypatch.setattr(storage_module.time, "sleep", sleeps.append)
+    calls = iter([OSError("AWS Error NETWORK_CONNECTION: Could not connect to server")] * 3 + ["ok"])
+
+    def flaky() -> str:
+        item = next(calls)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    assert storage_module.with_retries(flaky, "s3://b/k") == "ok"
+    assert sleeps == [0.5, 1.0, 2.0]
+    with pytest.raises(OSError, match="No such file"):
+        storage_module.with_retries(lambda: (_ for _ in ()).throw(OSError("No such file")), "x")
+    assert sleeps == [0.5, 1.0, 2.0]  # a permanent error is not retried
