@@ -40,9 +40,8 @@ class JobSpec:
 
 
 def default_run_dir(storage_root: str, job: str) -> str:
-    """`{root}/runs/{job}-{YYYYmmdd-HHMMSS}`; a clash within the same second gets a suffix."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return join(storage_root, "runs", f"{job}-{stamp}")
+    """`{storage root}/{job}-{YYYYmmdd-HHMMSS}` (next to the root's `shards/`)."""
+    return join(storage_root, f"{job}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 def build_parser(spec: JobSpec) -> argparse.ArgumentParser:

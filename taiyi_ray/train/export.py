@@ -145,7 +145,7 @@ def run_export_job(config: Any, run_dir: str) -> dict[str, Any]:
     export = config.export
     if export.from_run is None:
         raise ValueError(
-            "export.from_run is not set: give a stage run dir, e.g. --set export.from_run=runs/runs/stage2-..."
+            "export.from_run is not set: give a stage run dir, e.g. --set export.from_run=runs/stage2-20261126-120000"
         )
     output = join(run_dir, "model")
     info = export_model(storage, export.from_run, output, export.merge, export.model_name, export.licence)

@@ -131,7 +131,7 @@ def build_spec(config: Any, stage_name: str, run_dir: str, storage: Storage, res
         init_from, init_dir = read_result(storage, stage.init_from)
     elif stage_name == "stage2":
         raise ValueError(
-            "stage2.init_from is not set: give the stage-1 run dir, e.g. --set stage2.init_from=runs/runs/stage1-..."
+            "stage2.init_from is not set: give the stage-1 run dir, e.g. --set stage2.init_from=runs/stage1-20261126-120000"
         )
     model = config.model
     if init_from is None and model.base is None:
