@@ -53,22 +53,20 @@ class TokenizedSample:
 def label_mask(offsets: Sequence[tuple[int, int]], answer_spans: Sequence[tuple[int, int]]) -> np.ndarray:
     """Boolean mask over tokens: True where the token's characters lie inside an answer span.
 
-    `offsets` are [start, end) character offsets per token (fast tokenizer), sorted; spans likewise.
-    A token that straddles a span edge would be a tokenization/format bug: it raises, never guesses.
+    `offsets` are [start, end) character offsets per token (fast tokenizer). A token that straddles a
+    span edge would be a tokenization/format bug: it raises, never guesses. Vectorised per span (a
+    conversation has few answers, a sample many tokens).
     """
-    mask = np.zeros(len(offsets), dtype=bool)
-    span_index = 0
-    for token_index, (start, end) in enumerate(offsets):
-        while span_index < len(answer_spans) and answer_spans[span_index][1] <= start:
-            span_index += 1
-        if span_index == len(answer_spans):
-            break
-        span_start, span_end = answer_spans[span_index]
-        if start >= span_start and end <= span_end and end > start:
-            mask[token_index] = True
-        elif start < span_start < end or start < span_end < end:
+    bounds = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    starts, ends = bounds[:, 0], bounds[:, 1]
+    mask = np.zeros(len(bounds), dtype=bool)
+    for span_start, span_end in answer_spans:
+        mask |= (starts >= span_start) & (ends <= span_end) & (ends > starts)
+        straddles = ((starts < span_start) & (span_start < ends)) | ((starts < span_end) & (span_end < ends))
+        if straddles.any():
+            index = int(np.flatnonzero(straddles)[0])
             raise ValueError(
-                f"token at characters [{start}, {end}) straddles answer span [{span_start}, {span_end})"
+                f"token at characters [{starts[index]}, {ends[index]}) straddles answer span [{span_start}, {span_end})"
             )
     return mask
 
