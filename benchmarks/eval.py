@@ -68,28 +68,10 @@ def parse_args() -> argparse.Namespace:
 
 def build_model(directory: Path, shape: str, tokenizer_dir: str) -> Path:
     """An export-shaped directory: random Qwen2 weights of `shape`, the Qwen2 tokenizer, Taiyi's format."""
-    from transformers import GenerationConfig
-
     from taiyi_ray.config.model import TinyQwen2Shape
-    from taiyi_ray.data.chat_format import ENDOFTEXT, get_chat_format
-    from taiyi_ray.data.tokenizer import configure_tokenizer, load_tokenizer
-    from taiyi_ray.model.factory import build_tiny_qwen2, padded_vocab_size
+    from taiyi_ray.model.export_files import write_random_export
 
-    chat_format = get_chat_format("taiyi")
-    tokenizer = configure_tokenizer(load_tokenizer(tokenizer_dir), chat_format)
-    model = build_tiny_qwen2(
-        TinyQwen2Shape(**SHAPES[shape]), padded_vocab_size(len(tokenizer)), 0,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    )  # fmt: skip
-    model.save_pretrained(directory, safe_serialization=True)
-    tokenizer.save_pretrained(directory)
-    GenerationConfig(
-        eos_token_id=tokenizer.convert_tokens_to_ids(chat_format.end_token),
-        pad_token_id=tokenizer.convert_tokens_to_ids(ENDOFTEXT),
-        do_sample=False,
-    ).save_pretrained(directory)
-    (directory / "taiyi_export.json").write_text(json.dumps({"chat_format": "taiyi", "end_token": ENDOFTEXT}))
-    return directory
+    return write_random_export(directory, tokenizer_dir, TinyQwen2Shape(**SHAPES[shape]))
 
 
 def device_name(device: str) -> str:

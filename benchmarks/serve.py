@@ -62,34 +62,13 @@ def parse_args() -> argparse.Namespace:
 def build_model(shape: str, tokenizer_dir: str, directory: Path) -> Path:
     """A random-weight Qwen2 export (what jobs/export.py writes), taiyi chat format."""
     import torch
-    from transformers import GenerationConfig
 
     from taiyi_ray.config.model import TinyQwen2Shape
-    from taiyi_ray.data.chat_format import get_chat_format
-    from taiyi_ray.data.tokenizer import configure_tokenizer, load_tokenizer
-    from taiyi_ray.model.factory import build_tiny_qwen2, padded_vocab_size
+    from taiyi_ray.model.export_files import write_random_export
 
-    chat_format = get_chat_format("taiyi")
-    tokenizer = configure_tokenizer(load_tokenizer(tokenizer_dir), chat_format)
     dims = QWEN25_05B if shape == "qwen2.5-0.5b" else TINY
-    model = build_tiny_qwen2(
-        TinyQwen2Shape(**dims),
-        padded_vocab_size(len(tokenizer)),
-        0,
-        tokenizer.eos_token_id,
-        tokenizer.pad_token_id,
-    )
-    if shape != "tiny":
-        model = model.to(torch.bfloat16)
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    GenerationConfig(
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
-    ).save_pretrained(directory)
-    (directory / "taiyi_export.json").write_text(
-        json.dumps({"chat_format": "taiyi", "end_token": chat_format.end_token})
-    )
-    return directory
+    dtype = torch.float32 if shape == "tiny" else torch.bfloat16
+    return write_random_export(directory, tokenizer_dir, TinyQwen2Shape(**dims), dtype=dtype)
 
 
 def percentile(values: list[float], fraction: float) -> float:

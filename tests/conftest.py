@@ -109,33 +109,9 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, qwen2_tokenizer_dir
 def build_tiny_export(
     directory: Path, tokenizer_dir: Path, chat_format: str = "taiyi", seed: int = 0
 ) -> Path:
-    """Write what `jobs/export.py` writes, for a random-weight model (no training needed)."""
-    import json
-
-    from transformers import GenerationConfig
-
+    """What `jobs/export.py` writes, for a random-weight model (no training needed)."""
     from taiyi_ray.config.model import TinyQwen2Shape
-    from taiyi_ray.data.chat_format import ENDOFTEXT, get_chat_format
-    from taiyi_ray.data.tokenizer import configure_tokenizer, load_tokenizer
-    from taiyi_ray.model.factory import build_tiny_qwen2, padded_vocab_size
+    from taiyi_ray.model.export_files import write_random_export
 
-    fmt = get_chat_format(chat_format)
-    tokenizer = configure_tokenizer(load_tokenizer(tokenizer_dir), fmt)
-    model = build_tiny_qwen2(
-        TinyQwen2Shape(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2),
-        padded_vocab_size(len(tokenizer)),
-        seed,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    model.save_pretrained(directory, safe_serialization=True)
-    tokenizer.save_pretrained(directory)
-    GenerationConfig(
-        eos_token_id=tokenizer.convert_tokens_to_ids(fmt.end_token),
-        pad_token_id=tokenizer.convert_tokens_to_ids(ENDOFTEXT),
-        do_sample=False,
-    ).save_pretrained(directory)
-    (directory / "taiyi_export.json").write_text(
-        json.dumps({"chat_format": fmt.name, "end_token": fmt.end_token})
-    )
-    return directory
+    shape = TinyQwen2Shape(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2)
+    return write_random_export(directory, tokenizer_dir, shape, chat_format=chat_format, seed=seed)

@@ -12,17 +12,15 @@ from typing import Any
 
 import torch
 from peft import PeftModel
-from transformers import GenerationConfig
 
-from taiyi_ray.data.chat_format import ENDOFTEXT, get_chat_format
+from taiyi_ray.data.chat_format import get_chat_format
 from taiyi_ray.data.tokenizer import configure_tokenizer, load_tokenizer
+from taiyi_ray.model.export_files import write_export_files
 from taiyi_ray.model.factory import load_causal_lm
 from taiyi_ray.model.result import TrainedModel, read_result
 from taiyi_ray.storage import Storage, join
 
 log = logging.getLogger(__name__)
-
-EXPORT_INFO = "taiyi_export.json"
 
 
 def export_model(
@@ -52,28 +50,18 @@ def export_model(
             else:
                 PeftModel.from_pretrained(base, adapter_dir).save_pretrained(local, safe_serialization=True)
                 _point_adapter_at_base(local, result.base_model)
-        tokenizer.save_pretrained(local)
-        generation = GenerationConfig(
-            eos_token_id=tokenizer.convert_tokens_to_ids(chat_format.end_token),
-            pad_token_id=tokenizer.convert_tokens_to_ids(ENDOFTEXT),
-            do_sample=False,
-        )
-        generation.save_pretrained(local)
         info = {
             "model_name": model_name,
-            "chat_format": chat_format.name,
-            "end_token": chat_format.end_token,
             "method": result.method,
             "merged": merge or result.method == "full",
             "base_model": result.base_model,
             "from_run": from_run,
         }
-        with open(os.path.join(local, EXPORT_INFO), "w") as handle:
-            json.dump(info, handle, indent=2)
+        write_export_files(local, tokenizer, chat_format, info)
         with open(os.path.join(local, "README.md"), "w") as handle:
             handle.write(model_card(result, storage, from_run, model_name, licence, merge))
         storage.upload_dir(local, output)
-    return info
+    return {"chat_format": chat_format.name, "end_token": chat_format.end_token, **info}
 
 
 def _point_adapter_at_base(local: str, base_model: str) -> None:
