@@ -13,7 +13,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from taiyi_ray.config import JOB_CONFIGS, ConfigError, load_job_config
@@ -36,7 +36,6 @@ class JobSpec:
     config_required: bool = True
     add_arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None
     overrides: Callable[[argparse.Namespace], list[str]] = lambda args: []
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def default_run_dir(storage_root: str, job: str) -> str:

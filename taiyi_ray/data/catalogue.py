@@ -53,8 +53,3 @@ def entry_problems(entry: DatasetEntry) -> list[tuple[str, str]]:
             ("entity_types", f"only NER/RE entries take entity_types, this one is {entry.task!r}")
         )
     return problems
-
-
-def catalogue_files(catalogue: Catalogue) -> list[str]:
-    """The source files a catalogue lists, in order, each once."""
-    return list(dict.fromkeys(entry.uri for entry in catalogue.datasets))

@@ -84,10 +84,6 @@ class DataPlan:
             else np.zeros(0, np.int64)
         )
 
-    @property
-    def total_rows(self) -> int:
-        return int(self.file_offsets[-1])
-
     def _visits(self, epoch: int) -> list[np.ndarray]:
         """Row-id arrays, one per file visit of this epoch, in visit order."""
         rng = np.random.default_rng([self.seed, epoch, 17])

@@ -16,7 +16,7 @@ import logging
 import random
 import statistics
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import IO, Any
 
@@ -298,12 +298,6 @@ def _report_from(values: dict[str, Any]) -> DatasetReport:
     names = {item.name for item in fields(DatasetReport)}
     report = DatasetReport(**{key: value for key, value in values.items() if key in names})
     return replace(report, decontamination_examples=list(report.decontamination_examples or []))
-
-
-def iter_sample_files(result: PrepareResult, stage_sets: Iterable[str]) -> Iterator[str]:
-    """The sample files of the given stage sets, in catalogue order."""
-    for name in stage_sets:
-        yield from result.sample_files.get(name, [])
 
 
 def prepare_command(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 from taiyi_ray.eval.outputs import RawOutput
 from taiyi_ray.storage import Storage, join
@@ -96,10 +96,6 @@ class CacheWriter:
         self.pending.append(json.dumps(value, ensure_ascii=False))
         if len(self.pending) >= PART_LINES:
             self.flush()
-
-    def add_all(self, outputs: Iterable[tuple[str, RawOutput]]) -> None:
-        for key, output in outputs:
-            self.add(key, output)
 
     def flush(self) -> None:
         if not self.pending:
