@@ -114,6 +114,7 @@ def init_ray(config: RayConfig) -> None:
     runtime_env["env_vars"].update(LOCAL_CLUSTER_ENV)
     log.info("starting a local Ray cluster (num_cpus=%d, loopback only)", config.num_cpus)
     ray.init(
+        address="local",  # a new instance even if `ray start` left one on this machine (Ray would join it)
         num_cpus=config.num_cpus,
         include_dashboard=False,
         object_store_memory=config.object_store_memory_mb * 1024**2,
