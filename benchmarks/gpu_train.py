@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from taiyi_ray.data.chat_format import get_chat_format
 from taiyi_ray.data.pack import ROW_SCHEMA
-from taiyi_ray.data.shards import summarise_files, write_manifest
+from taiyi_ray.data.shards import ShardSettings, summarise_files, write_manifest
 from taiyi_ray.data.tokenizer import (
     configure_tokenizer,
     save_tokenizer,
@@ -82,10 +82,15 @@ def random_shards(directory: str, rows: int, seq_len: int, vocab: int) -> None:
     pq.write_table(table, os.path.join(directory, "shard-000000-0.parquet"))
 
 
-def anchor(path: str, shape: str, mb: int, seq: int) -> dict:
-    command = [sys.executable, path, "full", "--shape", shape, "--mb", str(mb), "--seq", str(seq)]
+def anchor(path: str, args: argparse.Namespace) -> dict:
+    """The anchor's bare-PyTorch `full` case on the same shape, batch and device."""
+    command = [sys.executable, path, "full", "--shape", args.shape, "--mb", str(args.mb)]
+    command += ["--seq", str(args.seq), "--device", args.device]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    return json.loads([line for line in output.splitlines() if line.startswith("{")][-1])
+    results = [line.removeprefix("RESULT ") for line in output.splitlines() if line.startswith("RESULT {")]
+    if not results:
+        raise RuntimeError(f"the anchor printed no RESULT line:\n{output[-2000:]}")
+    return json.loads(results[-1])
 
 
 def ours(args: argparse.Namespace, root: str) -> dict:
@@ -105,7 +110,11 @@ def ours(args: argparse.Namespace, root: str) -> dict:
     write_manifest(
         storage,
         version,
-        {**body, "tokenizer": {"fingerprint": tokenizer_fingerprint(tokenizer), "location": tokenizer_dir}},
+        {
+            **body,
+            "settings": ShardSettings("taiyi", args.seq, True, "truncate", args.steps * args.mb).__dict__,
+            "tokenizer": {"fingerprint": tokenizer_fingerprint(tokenizer), "location": tokenizer_dir},
+        },
     )
     overrides = [f"storage.root={root}", f"model.tokenizer={tokenizer_dir}"]
     overrides += [f"model.tiny.{key}={value}" for key, value in shape.items()]
@@ -158,7 +167,7 @@ def main() -> None:
 
     prepare_process_env()
     common = {"shape": args.shape, "micro_batch": args.mb, "seq": args.seq, "device": args.device}
-    baseline = anchor(args.anchor, args.shape, args.mb, args.seq) if args.anchor else None
+    baseline = anchor(args.anchor, args) if args.anchor else None
     if baseline:
         print(
             json.dumps(

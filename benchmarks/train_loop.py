@@ -1,6 +1,6 @@
 """Training-loop overhead on this machine (CPU, tiny model), one JSON line per case, same run:
 
-    python benchmarks/train_loop.py [--steps 30] [--micro-batch 4] [--hidden 256] [--layers 4]
+    python benchmarks/train_loop.py [--steps 40] [--rounds 3] [--micro-batch 4] [--hidden 256] [--layers 4]
 
 Cases, all full fine-tuning of the same random-weight Qwen2 on the same packed rows of the demo corpus:
 - `bare_pytorch`: a plain loop — forward, backward, clip, torch AdamW step (the anchor, like
@@ -8,8 +8,10 @@ Cases, all full fine-tuning of the same random-weight Qwen2 on the same packed r
 - `deepspeed`: the same steps through a DeepSpeed ZeRO-2 engine with our loss, one process;
 - `ray_train`: our whole stage-1 job (TorchTrainer, 1 worker, Ray Data stream, metrics, checkpoint
   at the end only), tokens/s read from its metrics.jsonl.
-Tokens/s are medians over steps after a warm-up; ratios compare with the bare loop (and Ray Train with
-the DeepSpeed loop: the Ray Train overhead).
+Tokens/s are medians over steps after a warm-up (Ray Train's step time is the wall time between steps,
+logging included, checkpointing excluded). The three cases run in turn, `--rounds` times, so slow spells
+of a shared machine hit all of them; each line gives the median over rounds, and the ratios are medians
+of the per-round ratios (Ray Train against the DeepSpeed loop: the Ray Train overhead).
 """
 
 from __future__ import annotations
@@ -128,7 +130,8 @@ def deepspeed_loop(
     return statistics.median(rates[WARMUP:])
 
 
-def ray_train(config: PipelineJobConfig, run_dir: str, steps: int) -> float:
+def ray_train(config: PipelineJobConfig, run_dir: str, steps: int, waits: list[float]) -> float:
+    """Median tokens/s of our stage-1 job; appends the share of its step time spent waiting for data."""
     from taiyi_ray.train.job import run_stage_job
 
     # Ray gives a worker OMP threads = its CPUs: as many as the in-process loops use (all cores here).
@@ -148,12 +151,15 @@ def ray_train(config: PipelineJobConfig, run_dir: str, steps: int) -> float:
     metrics = [
         json.loads(line) for line in Path(run_dir, "metrics.jsonl").read_text().splitlines() if line.strip()
     ]
-    return statistics.median(item["tokens_per_s"] for item in metrics[WARMUP:])
+    steady = metrics[WARMUP:]
+    waits.append(sum(item["data_wait_s"] for item in steady) / sum(item["step_s"] for item in steady))
+    return statistics.median(item["tokens_per_s"] for item in steady)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--micro-batch", type=int, default=4)
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=4)
@@ -195,36 +201,39 @@ def main() -> None:
     tokenizer = load_tokenizer(summary["tokenizer"]["location"])
     pad_id, vocab = tokenizer.pad_token_id, padded_vocab_size(len(tokenizer))
     data = batches(manifest, args.micro_batch, args.steps, pad_id)
-    torch.manual_seed(0)
-    bare = bare_pytorch(build_model(shape, vocab, pad_id), data, config.stage1.learning_rate, pad_id)
-    ds = deepspeed_loop(
-        build_model(shape, vocab, pad_id), data, config.stage1.learning_rate, args.micro_batch, pad_id
-    )
-    ray = ray_train(config, f"{root}/stage1", args.steps)
+    rounds: dict[str, list[float]] = {"bare_pytorch": [], "deepspeed": [], "ray_train": []}
+    waits: list[float] = []
+    for index in range(args.rounds):
+        torch.manual_seed(0)
+        lr = config.stage1.learning_rate
+        rounds["bare_pytorch"].append(bare_pytorch(build_model(shape, vocab, pad_id), data, lr, pad_id))
+        rounds["deepspeed"].append(
+            deepspeed_loop(build_model(shape, vocab, pad_id), data, lr, args.micro_batch, pad_id)
+        )
+        rounds["ray_train"].append(ray_train(config, f"{root}/stage1-{index}", args.steps, waits))
     common = {
         "hidden": args.hidden,
         "layers": args.layers,
         "micro_batch": args.micro_batch,
         "steps": args.steps,
+        "rounds": args.rounds,
         "device": "cpu",
     }
-    print(json.dumps({"case": "bare_pytorch", "tokens_per_s": round(bare), "ratio_to_bare": 1.0, **common}))
-    print(
-        json.dumps(
-            {"case": "deepspeed", "tokens_per_s": round(ds), "ratio_to_bare": round(ds / bare, 3), **common}
-        )
-    )
-    print(
-        json.dumps(
-            {
-                "case": "ray_train",
-                "tokens_per_s": round(ray),
-                "ratio_to_bare": round(ray / bare, 3),
-                "ray_train_overhead": round(1 - ray / ds, 3),
-                **common,
-            }
-        )
-    )
+
+    def ratio(case: str, baseline: str) -> float:
+        return round(statistics.median(a / b for a, b in zip(rounds[case], rounds[baseline], strict=True)), 3)
+
+    for case, values in rounds.items():
+        line = {
+            "case": case,
+            "tokens_per_s": round(statistics.median(values)),
+            "per_round": [round(value) for value in values],
+            "ratio_to_bare": ratio(case, "bare_pytorch"),
+        }
+        if case == "ray_train":
+            line["ray_train_overhead"] = round(1 - ratio(case, "deepspeed"), 3)
+            line["data_wait_share"] = round(statistics.median(waits), 4)
+        print(json.dumps({**line, **common}))
 
 
 if __name__ == "__main__":

@@ -70,8 +70,17 @@ class StageConfig(StrictModel):
     offload_params: bool = False
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 on GPU, fp32 on CPU.")
     gradient_checkpointing: bool = False
-    torch_compile: bool = False
-    liger_kernel: bool = False
+    torch_compile: bool = Field(
+        False,
+        description="Compile the model with torch.compile (DeepSpeed engine.compile(), inductor; GPU or "
+        "CPU). Micro-batches are then padded to the shards' max_seq_len so shapes stay static: one "
+        "compile, no recompiles (about 1% padding with packing; unpacked shards pad every row).",
+    )
+    liger_kernel: bool = Field(
+        False,
+        description="liger-kernel's fused RMSNorm/RoPE/SwiGLU and linear cross-entropy (GPU; needs the "
+        "liger-kernel package). The fused loss never materialises the logits: far less memory.",
+    )
     checkpoint_every_steps: int = Field(100, ge=1)
     keep_checkpoints: int = Field(2, ge=1)
     num_workers: int = Field(2, ge=1)

@@ -60,14 +60,18 @@ def _rows_of(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     return array.flatten().to_numpy(zero_copy_only=False), starts
 
 
-def collate(rows: pa.Table, pad_id: int) -> dict[str, torch.Tensor]:
-    """Pad rows to the longest in the micro-batch. Padding gets label -100 and its own position ids
-    (0, 1, ...), so it forms a separate block of the block-diagonal mask and never mixes with data."""
+def collate(rows: pa.Table, pad_id: int, width: int | None = None) -> dict[str, torch.Tensor]:
+    """Pad rows to `width`, or to the longest in the micro-batch. Padding gets label -100 and its own
+    position ids (0, 1, ...), so it forms a separate block of the block-diagonal mask and never mixes
+    with data. A fixed width keeps shapes static for torch.compile (one compile, no recompiles)."""
     ids, starts = _rows_of(rows.column("input_ids"))
     labels, _ = _rows_of(rows.column("labels"))
     positions, _ = _rows_of(rows.column("position_ids"))
     lengths = np.diff(starts)
-    width = int(lengths.max())
+    longest = int(lengths.max())
+    if width is not None and longest > width:
+        raise ValueError(f"a row of {longest} tokens does not fit the fixed width {width}")
+    width = longest if width is None else width
     batch = np.full((len(lengths), width), pad_id, dtype=np.int64)
     batch_labels = np.full((len(lengths), width), IGNORE_INDEX, dtype=np.int64)
     batch_positions = np.tile(np.arange(width, dtype=np.int64), (len(lengths), 1))
@@ -99,6 +103,7 @@ class RankStream:
     position: DataPosition = field(default_factory=DataPosition)
     max_steps: int | None = None
     prefetch_batches: int = 8  # files read ahead of the consumer
+    pad_to: int | None = None  # fixed micro-batch width (static shapes); None: the longest row
 
     @property
     def rows_per_step(self) -> int:
@@ -150,7 +155,7 @@ class RankStream:
 
     def _step(self, epoch: int, step_in_epoch: int, total: int, rows: pa.Table) -> StepData:
         micro = [
-            collate(rows.slice(start, self.micro_batch_size), self.pad_id)
+            collate(rows.slice(start, self.micro_batch_size), self.pad_id, self.pad_to)
             for start in range(0, rows.num_rows, self.micro_batch_size)
         ]
         sample_ids = [item for group in rows.column("sample_ids").to_pylist() for item in group]

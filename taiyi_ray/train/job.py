@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -45,11 +46,20 @@ def source_location(source: DataSource, storage_root: str, data: DataConfig) -> 
     return join(shards_root(storage_root, data), data.name, str(source.set))
 
 
+@dataclass(frozen=True)
+class StageSources:
+    """What the stage's shard manifests say: the plan's files, the shared tokenizer, the row width."""
+
+    files: list[SourceFiles]
+    tokenizer: dict[str, Any]
+    max_seq_len: int  # the longest row any of the sets may hold
+
+
 def resolve_sources(
     stage: StageConfig, storage_root: str, data: DataConfig, storage: Storage
-) -> tuple[list[SourceFiles], dict[str, Any]]:
+) -> StageSources:
     """Manifests of the stage's shard sets -> plan sources; all must share one tokenizer."""
-    sources, tokenizers = [], {}
+    sources, tokenizers, widths = [], {}, []
     for source in stage.data:
         version_dir = resolve_version(storage, source_location(source, storage_root, data))
         manifest = load_manifest(storage, version_dir)
@@ -61,12 +71,13 @@ def resolve_sources(
             )
         )
         tokenizers[version_dir] = manifest["tokenizer"]
+        widths.append(int(manifest["settings"]["max_seq_len"]))
     fingerprints = {item["fingerprint"] for item in tokenizers.values()}
     if len(fingerprints) != 1:
         raise ShardError(
             f"the stage's shard sets were tokenized with different tokenizers: {json.dumps(tokenizers)}"
         )
-    return sources, next(iter(tokenizers.values()))
+    return StageSources(sources, next(iter(tokenizers.values())), max(widths))
 
 
 def check_tokenizer(model: ModelConfig, manifest_tokenizer: dict[str, Any]) -> None:
@@ -124,7 +135,8 @@ def stop_on_sigterm(storage: Storage, run_dir: str) -> Iterator[None]:
 
 def build_spec(config: Any, stage_name: str, run_dir: str, storage: Storage, resume: bool) -> TrainSpec:
     stage: StageConfig = getattr(config, stage_name)
-    sources, tokenizer = resolve_sources(stage, config.storage.root, config.data, storage)
+    resolved = resolve_sources(stage, config.storage.root, config.data, storage)
+    sources, tokenizer = resolved.files, resolved.tokenizer
     check_tokenizer(config.model, tokenizer)
     init_from, init_dir = None, None
     if stage.init_from is not None:
@@ -167,6 +179,7 @@ def build_spec(config: Any, stage_name: str, run_dir: str, storage: Storage, res
         model=model,
         stage=stage,
         sources=tuple(sources),
+        max_seq_len=resolved.max_seq_len,
         tokenizer_dir=tokenizer["location"],
         tokenizer_fingerprint=tokenizer["fingerprint"],
         steps_per_epoch=per_epoch,

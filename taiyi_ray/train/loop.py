@@ -48,8 +48,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         lines = outputs.metrics_lines(position.global_step)
         writer = MetricsWriter(os.path.join(worker.scratch, "metrics"), lines, spec.total_steps)
     last_loss = None
-    tick = time.perf_counter()
+    tick = waiting_since = time.perf_counter()
     for step_data in _stream(worker, position):
+        data_wait = time.perf_counter() - waiting_since  # blocked on the input stream
         loss_sum = _train_step(worker, step_data)
         stop_requested = worker.rank == 0 and outputs.stop_requested()
         totals = _all_reduce(
@@ -59,12 +60,15 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 step_data.tokens,
                 len(step_data.sample_ids),
                 float(stop_requested),
+                data_wait,
             ],
             worker.device,
         )
         epoch_done = _advance(position, step_data, worker)
         last_loss = totals[0] / max(totals[1], 1.0)
-        record = _step_record(worker, position, step_data, totals, time.perf_counter() - tick)
+        now = time.perf_counter()  # wall time since the last step: data, compute, the last step's logging
+        record = _step_record(worker, position, step_data, totals, now - tick)
+        tick = now
         outputs.record_step(
             position.global_step, step_data.epoch, step_data.sample_ids, step_data.datasets, record, writer
         )
@@ -72,11 +76,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         stop = totals[4] > 0
         last_step = position.global_step >= spec.total_steps
         if last_step or stop or epoch_done or position.global_step % stage.checkpoint_every_steps == 0:
+            started = time.perf_counter()
             _checkpoint(worker, position, outputs, writer, record)
+            tick += time.perf_counter() - started  # step times exclude checkpointing only
         if stop:
             log.info("stop requested: checkpointed at step %d, exiting", position.global_step)
             break
-        tick = time.perf_counter()  # step time excludes checkpointing and logging
+        waiting_since = time.perf_counter()
     if writer is not None:
         writer.close()
     outputs.finish(worker.engine, worker.built, worker.tokenizer, spec, last_loss, position)
@@ -110,6 +116,7 @@ def _stream(worker: Worker, position: DataPosition) -> RankStream:
         pad_id=worker.tokenizer.pad_token_id,
         position=DataPosition(position.epoch, list(position.segments), position.global_step),
         max_steps=worker.spec.total_steps,
+        pad_to=worker.spec.max_seq_len if stage.torch_compile else None,
     )
 
 
@@ -150,6 +157,7 @@ def _step_record(
         "tokens_per_s": totals[2] / elapsed,
         "samples_per_s": totals[3] / elapsed,
         "step_s": elapsed,
+        "data_wait_s": totals[5] / worker.world,  # mean over workers: is the input the bottleneck?
         "mfu": None if peak is None else totals[2] / elapsed / worker.world * flops / peak,
         "gpu_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if worker.on_gpu else None,
     }
@@ -164,7 +172,7 @@ def _open_segment(position: DataPosition, world: int, rows_per_step: int) -> Non
         position.segments.append(Segment(world, rows_per_step, 0))
 
 
-def _train_step(worker: Worker, step: StepData) -> float:
+def _train_step(worker: Worker, step: StepData) -> torch.Tensor:
     """Forward/backward all micro-batches of one step; returns this worker's summed token loss.
 
     The normalisation (taiyi_ray.train.step) makes the gradient that of the token mean over the whole
@@ -175,19 +183,20 @@ def _train_step(worker: Worker, step: StepData) -> float:
     divisor = items_per_micro_batch(
         global_label_tokens, worker.world, worker.spec.stage.gradient_accumulation_steps
     )
-    loss_sum = 0.0
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # on the device: no sync per micro-batch
     for batch in step.micro_batches:
         loss = micro_batch_loss(
             engine, {key: value.to(device, non_blocking=True) for key, value in batch.items()}, divisor
         )
         engine.backward(loss)
         engine.step()
-        loss_sum += float(loss.detach()) * divisor
+        loss_sum += loss.detach().double() * divisor
     return loss_sum
 
 
-def _all_reduce(values: list[float], device: torch.device) -> list[float]:
-    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+def _all_reduce(values: list[float | torch.Tensor], device: torch.device) -> list[float]:
+    """Sum over workers in one collective; the step's only host sync (`tolist`)."""
+    tensor = torch.stack([torch.as_tensor(value, dtype=torch.float64, device=device) for value in values])
     dist.all_reduce(tensor)
     return tensor.tolist()
 

@@ -19,6 +19,7 @@ class TrainSpec:
     model: ModelConfig
     stage: StageConfig
     sources: tuple[SourceFiles, ...]
+    max_seq_len: int  # the shards' row width: micro-batches are padded to it when compiling
     tokenizer_dir: str
     tokenizer_fingerprint: str
     steps_per_epoch: int

@@ -139,8 +139,8 @@ def setup_worker(spec: TrainSpec) -> Worker:
         config=ds_config,
         dist_init_required=False,
     )
-    if stage.torch_compile and on_gpu:
-        engine.compile()
+    if stage.torch_compile:
+        engine.compile()  # inductor on GPU and CPU; the stream pads to a fixed width (static shapes)
     return Worker(
         spec,
         rank,

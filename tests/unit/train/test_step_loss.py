@@ -68,6 +68,22 @@ def test_packed_loss_equals_unpacked_loss(model: torch.nn.Module) -> None:
     assert abs(leaked - token_mean_loss(model, unpacked)) > 1e-3
 
 
+def test_fixed_width_padding_leaves_the_loss_unchanged(model: torch.nn.Module) -> None:
+    """torch.compile runs pad every micro-batch to the row width: the padding tokens carry no label
+    and form their own position block, so the loss over the real answer tokens is the same."""
+    packed = pack_table(samples(12, seed=2), seq_len=64, packing=True)
+    longest = collate(packed, PAD)
+    fixed = collate(packed, PAD, width=64)
+    assert longest["input_ids"].shape[1] < 64 == fixed["input_ids"].shape[1]
+    assert int((fixed["labels"] != IGNORE_INDEX).sum()) == int((longest["labels"] != IGNORE_INDEX).sum())
+    label_tokens = int((longest["labels"][:, 1:] != IGNORE_INDEX).sum())
+    with torch.no_grad():
+        padded_loss = float(micro_batch_loss(model, fixed, label_tokens))
+    assert padded_loss == pytest.approx(token_mean_loss(model, packed), abs=1e-5)
+    with pytest.raises(ValueError, match="does not fit the fixed width 8"):
+        collate(packed, PAD, width=8)
+
+
 def gradient(
     model: torch.nn.Module, rows: pa.Table, world: int, accumulation: int, micro: int
 ) -> torch.Tensor:
