@@ -78,8 +78,9 @@ class StageConfig(StrictModel):
     )
     liger_kernel: bool = Field(
         False,
-        description="liger-kernel's fused RMSNorm/RoPE/SwiGLU and linear cross-entropy (GPU; needs the "
-        "liger-kernel package). The fused loss never materialises the logits: far less memory.",
+        description="liger-kernel's fused RMSNorm/RoPE/SwiGLU and linear cross-entropy (GPU, needs the "
+        "liger-kernel package; on CPU a warning and the plain modules). The fused loss never "
+        "materialises the logits: far less memory, room for a bigger micro-batch.",
     )
     checkpoint_every_steps: int = Field(100, ge=1)
     keep_checkpoints: int = Field(2, ge=1)

@@ -101,7 +101,7 @@ def build_train_model(spec: TrainSpec, storage: Storage, scratch: str, dtype: to
         if stage.method != "full":
             model.enable_input_require_grads()
     if stage.liger_kernel:
-        _apply_liger(model)
+        apply_liger(model, on_gpu=stage.use_gpu and torch.cuda.is_available())
     return TrainModel(model, base_location)
 
 
@@ -135,10 +135,16 @@ def _quantize(
     )
 
 
-def _apply_liger(model: torch.nn.Module) -> None:
+def apply_liger(model: torch.nn.Module, on_gpu: bool) -> bool:
+    """liger-kernel's fused kernels on the (base) model; True when applied. They are Triton kernels,
+    so on CPU the switch falls back to the model's own modules (a config runs anywhere)."""
+    if not on_gpu:
+        log.warning("liger_kernel: true needs a GPU (Triton kernels): training on CPU without it")
+        return False
     try:
         from liger_kernel.transformers import _apply_liger_kernel_to_instance
     except ImportError as error:
         raise RuntimeError("liger_kernel: true needs the liger-kernel package (GPU only)") from error
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     _apply_liger_kernel_to_instance(model=base)
+    return True
