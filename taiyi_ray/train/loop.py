@@ -195,7 +195,7 @@ def _train_step(worker: Worker, step: StepData) -> torch.Tensor:
 
 
 def _all_reduce(values: list[float | torch.Tensor], device: torch.device) -> list[float]:
-    """Sum over workers in one collective; the step's only host sync (`tolist`)."""
+    """Sum over workers in one collective, then one host sync (`tolist`) for all the values."""
     tensor = torch.stack([torch.as_tensor(value, dtype=torch.float64, device=device) for value in values])
     dist.all_reduce(tensor)
     return tensor.tolist()
