@@ -10,15 +10,16 @@ still matches.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from taiyi_ray.data.answers import parse_with
 from taiyi_ray.data.predictions import prediction_to_record
+from taiyi_ray.eval.baselines import Baselines, trivial_baselines
 from taiyi_ray.eval.outputs import RawOutput
 from taiyi_ray.eval.records_io import PredictionLine, record_json
-from taiyi_ray.eval.scoring import ScoredSet, score_records
+from taiyi_ray.eval.scoring import ScoredSet, ScoreTask, score_records
 from taiyi_ray.eval.sets import EvalItem, EvalSet
 from taiyi_ray.storage import Storage, join
 
@@ -63,6 +64,7 @@ class SetResult:
     false_negatives: list[tuple[str, int]] = field(default_factory=list)
     unparsed_examples: list[str] = field(default_factory=list)
     fingerprint: str = ""
+    baselines: Baselines | None = None
 
     def results_entry(self) -> dict[str, Any]:
         """`results.json[SET]`: the DESIGN.md keys first, then the extra detail."""
@@ -81,6 +83,7 @@ class SetResult:
             "generated": self.timing.generated,
             "cached": self.timing.cached,
             "items_per_s": self.timing.items_per_s,
+            "baselines": None if self.baselines is None else self.baselines.to_json(),
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -90,6 +93,8 @@ class SetResult:
     def from_json(cls, value: dict[str, Any]) -> SetResult:
         value = dict(value)
         value["timing"] = Timing(**value.get("timing", {}))
+        if value.get("baselines") is not None:
+            value["baselines"] = Baselines(**value["baselines"])
         for name in ("false_positives", "false_negatives"):
             value[name] = [(str(unit), int(count)) for unit, count in value.get(name, [])]
         return cls(**value)
@@ -112,9 +117,8 @@ def finalise_set(
     fingerprint: str,
 ) -> SetResult:
     """Parse every item's output, write predictions/gold files and sets/SET.json, return the result."""
-    lines = [_prediction_line(item, outputs[item.record.id]) for item in eval_set.items]
+    lines, scored = parse_and_score(eval_set.score_task, eval_set.items, outputs)
     gold = [item.record for item in eval_set.items]
-    scored = score_records(eval_set.score_task, gold, {line.record.id: line.record for line in lines})
     predictions = "".join(line.to_json() for line in lines)
     storage.write_text(set_file(run_dir, "predictions", eval_set.name, ".jsonl"), predictions)
     storage.write_text(set_file(run_dir, "gold", eval_set.name, ".jsonl"), "".join(map(record_json, gold)))
@@ -125,6 +129,16 @@ def finalise_set(
         result.unparsed,
     )  # fmt: skip
     return result
+
+
+def parse_and_score(
+    task: ScoreTask, items: Sequence[EvalItem], outputs: Mapping[str, RawOutput]
+) -> tuple[list[PredictionLine], ScoredSet]:
+    """Parse each item's output (`outputs` by record id) and score the parsed records against the gold:
+    the one path from raw text to a score, for the evaluation job and validation during training."""
+    lines = [_prediction_line(item, outputs[item.record.id]) for item in items]
+    gold = [item.record for item in items]
+    return lines, score_records(task, gold, {line.record.id: line.record for line in lines})
 
 
 def _prediction_line(item: EvalItem, output: RawOutput) -> PredictionLine:
@@ -165,6 +179,7 @@ def _result(
         false_negatives=scored.false_negative_units.most_common(TOP_ERRORS),
         unparsed_examples=[line.raw_output[:200] for line in unparsed[:UNPARSED_EXAMPLES]],
         fingerprint=fingerprint,
+        baselines=trivial_baselines(eval_set.score_task, eval_set.metric, eval_set.items),
     )
 
 

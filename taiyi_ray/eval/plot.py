@@ -14,7 +14,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 OURS = "ours"
-COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#7f7f7f", "#9467bd")
+MAJORITY = "majority baseline"
+COLOURS = ("#1f77b4", "#c7c7c7", "#ff7f0e", "#2ca02c", "#7f7f7f", "#9467bd")
 
 
 def scores_png(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from taiyi_ray.eval.finalise import SetResult
-from taiyi_ray.eval.plot import OURS, scores_png
+from taiyi_ray.eval.plot import MAJORITY, OURS, scores_png
 from taiyi_ray.eval.reference import REPORT_COLUMNS, ReferenceScores
 from taiyi_ray.storage import Storage, join
 
@@ -60,8 +60,12 @@ def _cell(value: float | None) -> str:
 def report_markdown(results: Sequence[SetResult], reference: ReferenceScores | None, info: RunInfo) -> str:
     lines = ["# Evaluation report", "", *_header(info), ""]
     columns = [SHORT_NAMES.get(column, column) for column in REPORT_COLUMNS] if reference else []
-    lines.append("| Set | Task | Metric | Ours | " + "".join(f"{c} | " for c in columns) + "n | unparsed |")
-    lines.append("|---|---|---|---:|" + "---:|" * len(columns) + "---:|---:|")
+    lines.append(
+        "| Set | Task | Metric | Ours | Majority | Random | "
+        + "".join(f"{c} | " for c in columns)
+        + "n | unparsed |"
+    )
+    lines.append("|---|---|---|---:|---:|---:|" + "---:|" * len(columns) + "---:|---:|")
     for result in results:
         ours = "missing" if result.missing else _cell(result.score)
         paper = reference.by_set.get(result.name, {}) if reference else {}
@@ -69,8 +73,11 @@ def report_markdown(results: Sequence[SetResult], reference: ReferenceScores | N
             "".join(f"{_cell(paper.get(column))} | " for column in REPORT_COLUMNS) if reference else ""
         )
         n, unparsed = ("–", "–") if result.missing else (str(result.n), str(result.unparsed))
+        baselines = result.baselines
+        trivial = f"{_cell(baselines.majority)} | {_cell(baselines.random)}" if baselines else "– | –"
         lines.append(
-            f"| {result.name} | {result.task} | {result.metric} | {ours} | {published}{n} | {unparsed} |"
+            f"| {result.name} | {result.task} | {result.metric} | {ours} | {trivial} | {published}{n} | "
+            f"{unparsed} |"
         )
     lines += _average_rows(results, reference, len(columns))
     lines += ["", *_notes(results, reference, info)]
@@ -94,15 +101,15 @@ def _header(info: RunInfo) -> list[str]:
 def _average_rows(results: Sequence[SetResult], reference: ReferenceScores | None, width: int) -> list[str]:
     summary = averages(results, reference)
     if reference is None:
-        return [f"| **Average** ({summary['sets_scored']} sets) | | | {_cell(summary['average'])} | | |"]
+        return [f"| **Average** ({summary['sets_scored']} sets) | | | {_cell(summary['average'])} | | | | |"]
     compared = summary["average_compared"]
     cells = "".join(f"{_cell(compared[column])} | " for column in REPORT_COLUMNS)
     rows = [
         f"| **Average over the {len(summary['sets_compared'])} sets on both sides** | | | "
-        f"{_cell(compared[OURS])} | {cells}| |"
+        f"{_cell(compared[OURS])} | | | {cells}| |"
     ]
     published = "".join(f"{_cell(reference.published_average.get(column))} | " for column in REPORT_COLUMNS)
-    rows.append(f"| Published average ({len(reference.by_set)} sets) | | | – | {published}| |")
+    rows.append(f"| Published average ({len(reference.by_set)} sets) | | | – | | | {published}| |")
     return rows
 
 
@@ -123,6 +130,11 @@ def _notes(results: Sequence[SetResult], reference: ReferenceScores | None, info
             notes.append(f"Not evaluated in this run (not in its catalogue): {', '.join(absent)}.")
     notes.append(
         "Unparsed outputs count as wrong. NER/RE: micro-F1 over de-duplicated (document, type, text)."
+    )
+    notes.append(
+        "Majority / Random: trivial baselines from each set's own gold, scored like ours (majority label "
+        "or answer, majority per label for multi-label, nothing for NER/RE; uniform chance over the "
+        "options where the answer is one choice)."
     )
     return notes
 
@@ -176,7 +188,12 @@ def write_report(
     )
     storage.write_text(join(run_dir, "report.md"), report_markdown(results, reference, info))
     names = [result.name for result in results]
-    bars: dict[str, dict[str, float | None]] = {OURS: {result.name: result.score for result in results}}
+    bars: dict[str, dict[str, float | None]] = {
+        OURS: {result.name: result.score for result in results},
+        MAJORITY: {
+            result.name: result.baselines.majority if result.baselines else None for result in results
+        },
+    }
     if reference is not None:
         for column in REPORT_COLUMNS:
             bars[SHORT_NAMES.get(column, column)] = {

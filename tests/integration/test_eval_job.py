@@ -83,7 +83,7 @@ def check_run(run_dir: Path) -> dict:
         assert 100.0 * headline == pytest.approx(value["score"]), name
     assert (run_dir / "scores.png").read_bytes()[:4] == b"\x89PNG"
     assert (
-        "| Set | Task | Metric | Ours | Taiyi | ChatGPT-3.5 | SOTA | n | unparsed |"
+        "| Set | Task | Metric | Ours | Majority | Random | Taiyi | ChatGPT-3.5 | SOTA | n | unparsed |"
         in (run_dir / "report.md").read_text()
     )
     return results

@@ -160,4 +160,7 @@ def test_an_absent_reference_file_only_drops_the_paper_columns(catalogue_file: P
     )
     summary = run_eval_job(config, str(tmp_path / "run"), oracle=True)
     assert summary["average_compared"] is None and summary["scores"] == {"KUAKE-QIC": 100.0}
-    assert "| Set | Task | Metric | Ours | n | unparsed |" in (tmp_path / "run" / "report.md").read_text()
+    assert (
+        "| Set | Task | Metric | Ours | Majority | Random | n | unparsed |"
+        in (tmp_path / "run" / "report.md").read_text()
+    )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from taiyi_ray.eval.baselines import Baselines
 from taiyi_ray.eval.finalise import SetResult, Timing
 from taiyi_ray.eval.reference import ReferenceScores, load_reference
 from taiyi_ray.eval.report import RunInfo, averages, report_markdown, write_report
@@ -30,7 +31,7 @@ RESULTS = [
               unparsed_examples=["garbage"]),
     SetResult("B", "qa_mc", "accuracy", 30.0, 20, 0, False, timing=Timing(0, 20, 0.0, 0)),
     SetResult("C", "ner", "micro_f1", None, 0, 0, True),
-    SetResult("E", "tc", "micro_f1", 90.0, 5, 0, False),
+    SetResult("E", "tc", "micro_f1", 90.0, 5, 0, False, baselines=Baselines(40.0, 9.09)),
 ]  # fmt: skip
 INFO = RunInfo(answers="model M", catalogue="cat", limit=None, generation="greedy", wall_s=1.5)
 
@@ -46,12 +47,13 @@ def test_averages_cover_only_sets_scored_on_both_sides() -> None:
 
 def test_report_table_rows_averages_and_notes() -> None:
     text = report_markdown(RESULTS, REFERENCE, INFO)
-    assert "| Set | Task | Metric | Ours | Taiyi | ChatGPT-3.5 | SOTA | n | unparsed |" in text
-    assert "| A | ner | micro_f1 | 50.0 | 80.0 | 60.0 | 90.0 | 10 | 2 |" in text
-    assert "| C | ner | micro_f1 | missing | 70.0 | 70.0 | 70.0 | – | – |" in text
-    assert "| E | tc | micro_f1 | 90.0 | – | – | – | 5 | 0 |" in text
-    assert "| **Average over the 2 sets on both sides** | | | 40.0 | 60.0 | 40.0 | 70.0 | | |" in text
-    assert "| Published average (4 sets) | | | – | 50.0 | 40.0 | 55.0 | | |" in text
+    header = "| Set | Task | Metric | Ours | Majority | Random | Taiyi | ChatGPT-3.5 | SOTA | n | unparsed |"
+    assert header in text
+    assert "| A | ner | micro_f1 | 50.0 | – | – | 80.0 | 60.0 | 90.0 | 10 | 2 |" in text
+    assert "| C | ner | micro_f1 | missing | – | – | 70.0 | 70.0 | 70.0 | – | – |" in text
+    assert "| E | tc | micro_f1 | 90.0 | 40.0 | 9.1 | – | – | – | 5 | 0 |" in text
+    assert "| **Average over the 2 sets on both sides** | | | 40.0 | | | 60.0 | 40.0 | 70.0 | | |" in text
+    assert "| Published average (4 sets) | | | – | | | 50.0 | 40.0 | 55.0 | | |" in text
     assert "Missing (file absent, not scored): C." in text
     assert "Not evaluated in this run (not in its catalogue): D." in text
     assert "| A | 10 | 0 | 5.00 | 80 |" in text  # speed: 10 generated in 2 s
