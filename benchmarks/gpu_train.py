@@ -97,6 +97,7 @@ def ours(args: argparse.Namespace, root: str) -> dict:
     from taiyi_ray.config import load_job_config
     from taiyi_ray.config.jobs import Stage1JobConfig
     from taiyi_ray.train.job import run_stage_job
+    from taiyi_ray.train.metrics import is_validation
 
     shape = SHAPES[args.shape]
     storage = Storage()
@@ -142,6 +143,7 @@ def ours(args: argparse.Namespace, root: str) -> dict:
     metrics = [
         json.loads(line) for line in Path(run_dir, "metrics.jsonl").read_text().splitlines() if line.strip()
     ]
+    metrics = [item for item in metrics if not is_validation(item)]  # step lines only
     steady = metrics[WARMUP:] or metrics
     return {
         "tokens_per_s": round(statistics.median(item["tokens_per_s"] for item in steady)),

@@ -16,9 +16,9 @@ def _prepare_data(config: Any, run_dir: str, args: argparse.Namespace) -> dict[s
 
 def _stage(name: str):
     def handler(config: Any, run_dir: str, args: argparse.Namespace) -> dict[str, Any]:
-        from taiyi_ray.train.job import run_stage_job
+        from taiyi_ray.pipeline import run_stage
 
-        return run_stage_job(config, name, run_dir, resume=args.resume)
+        return run_stage(config, name, run_dir, resume=args.resume)
 
     return handler
 

@@ -51,11 +51,23 @@ def _timed(
     return step
 
 
+def run_stage(config: Any, stage_name: str, run_dir: str, resume: bool = False) -> dict[str, Any]:
+    """A training stage as its job runs it: validation plan (when `stage.validation` is set) built from
+    the config's `eval` section (template seed, decoding), then the Ray Train job."""
+    from taiyi_ray.eval.validation import build_validation
+    from taiyi_ray.train.job import run_stage_job
+
+    stage = getattr(config, stage_name)
+    validation = None
+    if stage.validation is not None:
+        validation = build_validation(stage.validation, stage.seed, config.eval, Storage(config.storage))
+    return run_stage_job(config, stage_name, run_dir, resume=resume, validation=validation)
+
+
 def run_pipeline(config: PipelineJobConfig, run_dir: str, serve_check: bool = False) -> dict[str, Any]:
     from taiyi_ray.data.job import run_data_job
     from taiyi_ray.eval.job import run_eval_job
     from taiyi_ray.train.export import run_export_job
-    from taiyi_ray.train.job import run_stage_job
 
     shared = {"storage": config.storage, "ray": config.ray, "model": config.model}
     steps = [
@@ -70,8 +82,10 @@ def run_pipeline(config: PipelineJobConfig, run_dir: str, serve_check: bool = Fa
         _timed(
             "stage1",
             _loss_figure,
-            lambda: run_stage_job(
-                Stage1JobConfig(**shared, data=config.data, stage1=config.stage1), "stage1", stage1_dir
+            lambda: run_stage(
+                Stage1JobConfig(**shared, data=config.data, stage1=config.stage1, eval=config.eval),
+                "stage1",
+                stage1_dir,
             ),
         )
     )
@@ -80,8 +94,10 @@ def run_pipeline(config: PipelineJobConfig, run_dir: str, serve_check: bool = Fa
         _timed(
             "stage2",
             _loss_figure,
-            lambda: run_stage_job(
-                Stage2JobConfig(**shared, data=config.data, stage2=stage2), "stage2", stage2_dir
+            lambda: run_stage(
+                Stage2JobConfig(**shared, data=config.data, stage2=stage2, eval=config.eval),
+                "stage2",
+                stage2_dir,
             ),
         )
     )
@@ -128,13 +144,32 @@ def run_pipeline(config: PipelineJobConfig, run_dir: str, serve_check: bool = Fa
         "eval_average": steps[4].result.get("average"),
         "wall_time_s": round(sum(step.wall_s for step in steps), 1),
     }
-    Storage(config.storage).write_json(join(run_dir, "summary.json"), summary)
+    storage = Storage(config.storage)
+    storage.write_json(join(run_dir, "summary.json"), summary)
     _print_table(steps, run_dir)
+    results = storage.read_json(join(run_dir, "eval", "results.json"))
+    _print_learned(results, [steps[1].result, steps[2].result])
     return summary
 
 
 def _loss_figure(result: dict[str, Any]) -> str:
     return f"{result['steps']} steps, loss {result['first_loss']:.3f} -> {result['final_loss']:.3f}"
+
+
+def _print_learned(results: dict[str, Any], stages: list[dict[str, Any]]) -> None:
+    """What the model learned: each set's score beside its trivial baselines and the stages' last
+    validation scores (a model that learned nothing scores at its majority baseline or below)."""
+    table = Table(title="what it learned (eval/report.md has the details)")
+    for column in ("set", "metric", "ours", "majority", "random", "stage1 validation", "stage2 validation"):
+        table.add_column(column, justify="left" if column in ("set", "metric") else "right")
+    for name, result in results.items():
+        baselines = result.get("baselines") or {}
+        validated = [
+            (stage.get("validation") or {}).get(name, {}).get("last", {}).get("score") for stage in stages
+        ]
+        cells = [result["score"], baselines.get("majority"), baselines.get("random"), *validated]
+        table.add_row(name, result["metric"], *("–" if value is None else f"{value:.1f}" for value in cells))
+    Console(file=sys.stdout, width=160).print(table)
 
 
 def _print_table(steps: list[StepResult], run_dir: str) -> None:

@@ -37,6 +37,7 @@ class Stage1JobConfig(StrictModel):
     model: ModelConfig = ModelConfig()
     data: DataConfig
     stage1: StageConfig
+    eval: EvalConfig | None = None  # validation's template seed and decoding settings, when present
 
 
 class Stage2JobConfig(StrictModel):
@@ -45,6 +46,7 @@ class Stage2JobConfig(StrictModel):
     model: ModelConfig = ModelConfig()
     data: DataConfig
     stage2: StageConfig
+    eval: EvalConfig | None = None  # validation's template seed and decoding settings, when present
 
 
 class ExportJobConfig(StrictModel):

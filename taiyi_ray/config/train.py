@@ -42,6 +42,21 @@ class DataSource(StrictModel):
         return self
 
 
+class ValidationConfig(StrictModel):
+    """Task scores on fixed dev subsets during training (Taiyi watched 200-item dev subsets to pick its recipe).
+
+    Every `every_steps` optimizer steps and at the end of the stage, each set of `catalogue` (an evaluation
+    catalogue, the schema of `eval.catalogue`) is scored on `items_per_set` items drawn with the stage's
+    `seed`, by greedy generation sharded over the training workers with the evaluation job's prompts,
+    template seed, parser and scorer. `max_new_tokens` None: `eval.generation.max_new_tokens`.
+    """
+
+    catalogue: Location
+    every_steps: int = Field(ge=1)
+    items_per_set: int = Field(200, ge=1)
+    max_new_tokens: int | None = Field(None, ge=1, le=4096)
+
+
 class StageConfig(StrictModel):
     """One supervised fine-tuning stage as a Ray Train job running DeepSpeed ZeRO."""
 
@@ -94,6 +109,9 @@ class StageConfig(StrictModel):
     log_every_steps: int = Field(1, ge=1)
     peak_flops_per_device: float | None = Field(
         None, description="Peak dense bf16 FLOP/s of one accelerator for MFU; None guesses from the GPU name."
+    )
+    validation: ValidationConfig | None = Field(
+        None, description="Task scores on dev subsets during training; None: none (loss only)."
     )
 
     @model_validator(mode="after")

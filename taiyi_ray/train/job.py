@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import yaml
@@ -21,7 +21,7 @@ from taiyi_ray.config.model import ModelConfig
 from taiyi_ray.config.train import DataSource, StageConfig
 from taiyi_ray.data.chat_format import get_chat_format
 from taiyi_ray.data.plan import DataPlan, DataPosition, SourceFiles, steps_per_epoch, steps_remaining
-from taiyi_ray.data.shards import ShardError, load_manifest, resolve_version
+from taiyi_ray.data.shards import MANIFEST, ShardError, load_manifest, resolve_version
 from taiyi_ray.data.tokenizer import configure_tokenizer, load_tokenizer, save_tokenizer
 from taiyi_ray.model.factory import build_tiny_qwen2, padded_vocab_size
 from taiyi_ray.model.result import model_dir, read_result
@@ -31,7 +31,8 @@ from taiyi_ray.train.checkpoint import STATE_FILE, latest_complete_checkpoint
 from taiyi_ray.train.deepspeed_config import build_deepspeed_config
 from taiyi_ray.train.fault import fault_step_from_env
 from taiyi_ray.train.outputs import STOP_FILE, TRAIN_STATE
-from taiyi_ray.train.spec import TrainSpec
+from taiyi_ray.train.spec import ShardVersion, TrainSpec, Validator
+from taiyi_ray.train.validation_summary import validation_summary
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +54,31 @@ class StageSources:
     files: list[SourceFiles]
     tokenizer: dict[str, Any]
     max_seq_len: int  # the longest row any of the sets may hold
+    versions: tuple[ShardVersion, ...] = ()
 
 
 def resolve_sources(
-    stage: StageConfig, storage_root: str, data: DataConfig, storage: Storage
+    stage: StageConfig,
+    storage_root: str,
+    data: DataConfig,
+    storage: Storage,
+    pinned: PinnedShards | None = None,
 ) -> StageSources:
-    """Manifests of the stage's shard sets -> plan sources; all must share one tokenizer."""
-    sources, tokenizers, widths = [], {}, []
-    for source in stage.data:
-        version_dir = resolve_version(storage, source_location(source, storage_root, data))
+    """Manifests of the stage's shard sets -> plan sources; all must share one tokenizer.
+
+    Without `pinned`, each set's newest complete version; with it (a resumed run), the versions its
+    checkpoint trained on, which must still be there unchanged."""
+    if pinned is not None and len(pinned.versions) != len(stage.data):
+        raise ShardError(
+            f"{pinned.run_dir}: its checkpoint trained on {len(pinned.versions)} shard sets, the config's "
+            f"stage data lists {len(stage.data)}; resume with the data sources the run started with"
+        )
+    sources, tokenizers, widths, versions = [], {}, [], []
+    for index, source in enumerate(stage.data):
+        if pinned is None:
+            version_dir = resolve_version(storage, source_location(source, storage_root, data))
+        else:
+            version_dir = pinned.check(storage, index)
         manifest = load_manifest(storage, version_dir)
         sources.append(
             SourceFiles(
@@ -72,12 +89,39 @@ def resolve_sources(
         )
         tokenizers[version_dir] = manifest["tokenizer"]
         widths.append(int(manifest["settings"]["max_seq_len"]))
+        versions.append(ShardVersion(version_dir, manifest["manifest_sha256"]))
     fingerprints = {item["fingerprint"] for item in tokenizers.values()}
     if len(fingerprints) != 1:
         raise ShardError(
             f"the stage's shard sets were tokenized with different tokenizers: {json.dumps(tokenizers)}"
         )
-    return StageSources(sources, next(iter(tokenizers.values())), max(widths))
+    return StageSources(sources, next(iter(tokenizers.values())), max(widths), tuple(versions))
+
+
+@dataclass(frozen=True)
+class PinnedShards:
+    """The shard versions a run's checkpoint recorded (see `ShardVersion`)."""
+
+    run_dir: str
+    checkpoint: str
+    versions: tuple[ShardVersion, ...]
+
+    def check(self, storage: Storage, index: int) -> str:
+        """The pinned version dir of source `index`; an error naming it when it is gone or changed."""
+        version = self.versions[index]
+        location = join(version.location, MANIFEST)
+        if not storage.exists(location):
+            raise ShardError(
+                f"{self.run_dir}: cannot resume: {self.checkpoint} trained on shard version "
+                f"{version.location}, which no longer exists (deleted?). Restore it, or start a new run "
+                "on the current shards (another --run-dir)"
+            )
+        if storage.read_json(location).get("manifest_sha256") != version.manifest_sha256:
+            raise ShardError(
+                f"{self.run_dir}: cannot resume: shard version {version.location} changed since "
+                f"{self.checkpoint} trained on it (manifest digest differs)"
+            )
+        return version.location
 
 
 def check_tokenizer(model: ModelConfig, manifest_tokenizer: dict[str, Any]) -> None:
@@ -133,9 +177,22 @@ def stop_on_sigterm(storage: Storage, run_dir: str) -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def build_spec(config: Any, stage_name: str, run_dir: str, storage: Storage, resume: bool) -> TrainSpec:
+def build_spec(
+    config: Any,
+    stage_name: str,
+    run_dir: str,
+    storage: Storage,
+    resume: bool,
+    validation: Validator | None = None,
+) -> TrainSpec:
     stage: StageConfig = getattr(config, stage_name)
-    resolved = resolve_sources(stage, config.storage.root, config.data, storage)
+    resume_checkpoint = latest_complete_checkpoint(storage, run_dir) if resume else None
+    saved_state = storage.read_json(join(resume_checkpoint, STATE_FILE)) if resume_checkpoint else {}
+    pinned = None
+    if "shards" in saved_state:
+        versions = tuple(ShardVersion.from_json(item) for item in saved_state["shards"])
+        pinned = PinnedShards(run_dir, str(resume_checkpoint), versions)
+    resolved = resolve_sources(stage, config.storage.root, config.data, storage, pinned)
     sources, tokenizer = resolved.files, resolved.tokenizer
     check_tokenizer(config.model, tokenizer)
     init_from, init_dir = None, None
@@ -159,10 +216,9 @@ def build_spec(config: Any, stage_name: str, run_dir: str, storage: Storage, res
             f"{stage_name}: {len(plan.epoch_order(0)[0])} rows per epoch do not fill one global batch of "
             f"{stage.global_batch_size()} rows; lower micro_batch_size/gradient_accumulation_steps/num_workers"
         )
-    resume_checkpoint = latest_complete_checkpoint(storage, run_dir) if resume else None
     position = DataPosition()
     if resume_checkpoint is not None:
-        position = DataPosition.from_dict(storage.read_json(join(resume_checkpoint, STATE_FILE))["position"])
+        position = DataPosition.from_dict(saved_state["position"])
         log.info("resuming %s from step %d (epoch %d)", run_dir, position.global_step, position.epoch)
     elif resume:
         # A retried Kubernetes job passes --resume on every attempt; the first has nothing to resume.
@@ -172,6 +228,8 @@ def build_spec(config: Any, stage_name: str, run_dir: str, storage: Storage, res
     )
     if stage.max_steps is not None:
         total = min(total, stage.max_steps)
+    if stage.validation is not None and validation is None:
+        raise ValueError(f"{stage_name}.validation is set but no validation plan was built from it")
     return TrainSpec(
         stage_name=stage_name,
         run_dir=run_dir,
@@ -188,11 +246,17 @@ def build_spec(config: Any, stage_name: str, run_dir: str, storage: Storage, res
         init_from_dir=init_dir,
         fault_at_step=fault_step_from_env(),
         resume_checkpoint=resume_checkpoint,
+        validation=validation,
+        shard_versions=resolved.versions,
     )
 
 
-def run_stage_job(config: Any, stage_name: str, run_dir: str, resume: bool = False) -> dict[str, Any]:
-    """Run one stage as a Ray Train job; returns the summary (also written to summary.json)."""
+def run_stage_job(
+    config: Any, stage_name: str, run_dir: str, resume: bool = False, validation: Validator | None = None
+) -> dict[str, Any]:
+    """Run one stage as a Ray Train job; returns the summary (also written to summary.json).
+
+    `validation`: what `stage.validation` asks for, built by the job (taiyi_ray.eval.validation)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -206,7 +270,7 @@ def run_stage_job(config: Any, stage_name: str, run_dir: str, resume: bool = Fal
         )
     storage.remove(join(run_dir, STOP_FILE))
     init_ray(config.ray)
-    spec = build_spec(config, stage_name, run_dir, storage, resume)
+    spec = build_spec(config, stage_name, run_dir, storage, resume, validation)
     storage.write_text(
         join(run_dir, "config.yaml"), yaml.safe_dump(json.loads(config.model_dump_json()), sort_keys=False)
     )
@@ -285,6 +349,8 @@ def write_summary(
         "init_from": spec.stage.init_from,
         "model_dir": model_dir(run_dir),
         "wall_time_s": round(wall_s, 1),
+        "shard_versions": [asdict(version) for version in spec.shard_versions],
+        **validation_summary(storage, run_dir, state.get("validation_s", 0.0), wall_s),
     }
     storage.write_json(join(run_dir, "summary.json"), summary)
     return {"run_dir": run_dir, **summary}

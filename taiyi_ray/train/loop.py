@@ -11,6 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
 from typing import Any
 
 import ray.train
@@ -25,7 +28,9 @@ from taiyi_ray.train.checkpoint import (
     discard,
     mark_complete,
     restore_checkpoint,
+    rng_state,
     save_checkpoint,
+    set_rng_state,
 )
 from taiyi_ray.train.fault import maybe_fault
 from taiyi_ray.train.metrics import MetricsWriter, flops_per_token, peak_flops
@@ -72,9 +77,15 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         outputs.record_step(
             position.global_step, step_data.epoch, step_data.sample_ids, step_data.datasets, record, writer
         )
-        maybe_fault(worker.storage, spec.run_dir, spec.fault_at_step, position.global_step, worker.rank)
         stop = totals[4] > 0
         last_step = position.global_step >= spec.total_steps
+        if (
+            spec.validation is not None
+            and not stop
+            and spec.validation.due(position.global_step, spec.total_steps)
+        ):
+            tick += _validate(worker, outputs, writer, position.global_step)  # step times exclude it
+        maybe_fault(worker.storage, spec.run_dir, spec.fault_at_step, position.global_step, worker.rank)
         if last_step or stop or epoch_done or position.global_step % stage.checkpoint_every_steps == 0:
             started = time.perf_counter()
             _checkpoint(worker, position, outputs, writer, record)
@@ -97,6 +108,7 @@ def _restore(worker: Worker, outputs: RunOutputs) -> DataPosition:
             worker.engine, worker.rank, worker.checkpoint_dir, worker.frozen_base, worker.universal_dir
         )
         position, resumed_from = restored.position, restored.checkpoint_step
+        outputs.validation_s = float(restored.state.get("validation_s", 0.0))
         log.info("rank %d resumed from step %d (epoch %d)", worker.rank, resumed_from, position.epoch)
     outputs.start_attempt(resumed_from)
     _open_segment(position, worker.world, worker.rows_per_step)
@@ -208,6 +220,47 @@ def _grad_norm(engine: Any) -> float | None:
     return float(norm.item() if hasattr(norm, "item") else norm)
 
 
+def _validate(worker: Worker, outputs: RunOutputs, writer: MetricsWriter | None, step: int) -> float:
+    """Collective: score the validation subsets with the model being trained; returns the seconds taken.
+
+    Training must not notice: the model goes back to train mode and every RNG (Python, NumPy, torch,
+    CUDA: dropout and anything else drawn later) is restored, so losses are the same with it on and off.
+    """
+    from taiyi_ray.data.chat_format import get_chat_format
+
+    validator = worker.spec.validation
+    assert validator is not None
+    started = time.perf_counter()
+    model, saved_rng = worker.engine.module, rng_state()
+    chat_format = get_chat_format(worker.spec.model.chat_format)
+    model.eval()
+    try:
+        with torch.inference_mode(), _whole_model(worker):
+            scores = validator.run(model, worker.tokenizer, chat_format, worker.rank, worker.world)
+    finally:
+        model.train()
+        set_rng_state(saved_rng)
+    elapsed = time.perf_counter() - started
+    outputs.validation_s += elapsed
+    if writer is not None and scores is not None:
+        writer.write_validation(step, scores, elapsed)
+    return elapsed
+
+
+@contextmanager
+def _whole_model(worker: Worker) -> Iterator[None]:
+    """Under ZeRO-3 each rank holds a slice of every weight: DeepSpeed's own generation helper gathers
+    them for the duration and lifts its fetch/release hooks (every rank holds the whole model once, as at
+    export), so each rank can generate alone. ZeRO-0/1/2 ranks hold the whole model already."""
+    if worker.spec.stage.zero_stage != 3:
+        yield
+        return
+    from deepspeed.runtime.zero.stage3 import unwrap_model_for_generation
+
+    with unwrap_model_for_generation(worker.engine):
+        yield
+
+
 def _checkpoint(
     worker: Worker,
     position: DataPosition,
@@ -215,7 +268,12 @@ def _checkpoint(
     writer: MetricsWriter | None,
     record: dict[str, Any],
 ) -> None:
-    directory = save_checkpoint(worker.engine, worker.rank, position, {"record": record}, worker.frozen_base)
+    state = {
+        "record": record,
+        "validation_s": outputs.validation_s,
+        "shards": [asdict(version) for version in worker.spec.shard_versions],  # what --resume pins
+    }
+    directory = save_checkpoint(worker.engine, worker.rank, position, state, worker.frozen_base)
     outputs.flush(position.global_step, writer)
     ray.train.report(
         {"step": position.global_step, "loss": record["loss"], "epoch": record["epoch"]},

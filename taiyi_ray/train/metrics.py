@@ -12,9 +12,13 @@ import json
 import logging
 import os
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from taiyi_ray.train.spec import ValidationScore
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +82,20 @@ class MetricsWriter:
                     self._tensorboard.add_scalar(f"train/{key}", value, record["step"])
             self._tensorboard.flush()
 
+    def write_validation(self, step: int, scores: Mapping[str, ValidationScore], seconds: float) -> None:
+        """One line `{"step": N, "validation": {SET: {"score", "metric", "n"}}}`, TensorBoard, a log line."""
+        record = {"step": step, "validation": {name: score.to_json() for name, score in scores.items()}}
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        if self._tensorboard is not None:
+            for name, score in scores.items():
+                self._tensorboard.add_scalar(f"validation/{name}", score.score, step)
+            self._tensorboard.flush()
+        shown = ", ".join(
+            f"{name} {score.metric} {score.score:.1f} (n={score.n})" for name, score in scores.items()
+        )
+        log.info("validation at step %d: %s (%.1f s)", step, shown, seconds)
+
     def progress(self, record: dict[str, Any], first_step: int) -> None:
         """A progress line (Ray forwards worker logs to the driver): step, loss, speed, ETA."""
         elapsed = time.perf_counter() - self.started
@@ -103,6 +121,11 @@ class MetricsWriter:
     def close(self) -> None:
         if self._tensorboard is not None:
             self._tensorboard.close()
+
+
+def is_validation(record: Mapping[str, Any]) -> bool:
+    """A validation line of metrics.jsonl (every reader of step metrics skips them)."""
+    return "validation" in record
 
 
 def trim_metrics(lines: list[str], last_step: int) -> list[str]:

@@ -26,7 +26,7 @@ import torch.distributed as dist
 from taiyi_ray.data.plan import DataPosition
 from taiyi_ray.model.result import TrainedModel, model_dir, write_result
 from taiyi_ray.storage import Storage, join
-from taiyi_ray.train.metrics import MetricsWriter, trim_metrics
+from taiyi_ray.train.metrics import MetricsWriter, is_validation, trim_metrics
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class RunOutputs:
         self.first_step = 0
         self._last_stop_check = 0.0
         self.initial_trainable_l2: float | None = None
+        self.validation_s = 0.0  # seconds spent in validation, over every attempt (kept in checkpoints)
 
     # -- start ---------------------------------------------------------------------------------------
     def start_attempt(self, resumed_from: int | None) -> None:
@@ -169,7 +170,8 @@ class RunOutputs:
         log_entries = self.consumed_log(position.global_step)
         ids = [item for entry in log_entries for item in entry["ids"]]
         mix = Counter(item for entry in log_entries for item in entry["datasets"])
-        metrics = [json.loads(line) for line in self.metrics_lines(position.global_step)]
+        lines = [json.loads(line) for line in self.metrics_lines(position.global_step)]
+        metrics = [item for item in lines if not is_validation(item)]
         speeds = [item["tokens_per_s"] for item in metrics[1:]] or [item["tokens_per_s"] for item in metrics]
         mfus = [item["mfu"] for item in metrics[1:] if item.get("mfu") is not None]
         self.storage.write_json(
@@ -194,6 +196,7 @@ class RunOutputs:
                 "epochs_completed": position.epoch,
                 "initial_trainable_l2": self.initial_trainable_l2,
                 "stopped_early": position.global_step < spec.total_steps,
+                "validation_s": round(self.validation_s, 3),
             },
         )
 

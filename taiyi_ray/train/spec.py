@@ -2,13 +2,50 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from taiyi_ray.config.model import ModelConfig
 from taiyi_ray.config.platform import StorageConfig
 from taiyi_ray.config.train import StageConfig
+from taiyi_ray.data.chat_format import ChatFormat
 from taiyi_ray.data.plan import SourceFiles
 from taiyi_ray.model.result import TrainedModel
+
+
+@dataclass(frozen=True)
+class ShardVersion:
+    """The exact shard set version a stage trains on: pinned in every checkpoint, so that `--resume`
+    continues on these very shards even after prepare_data wrote newer versions."""
+
+    location: str
+    manifest_sha256: str
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> ShardVersion:
+        return cls(str(value["location"]), str(value["manifest_sha256"]))
+
+
+class ValidationScore(Protocol):
+    """One set's score at one validation (percent), as written to metrics.jsonl."""
+
+    metric: str
+    score: float
+    n: int
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+class Validator(Protocol):
+    """Task scores during training (built by the job from `stage.validation`; see
+    taiyi_ray.eval.validation). `run` is collective: every rank calls it, rank 0 gets the scores."""
+
+    def due(self, step: int, total_steps: int) -> bool: ...
+
+    def run(
+        self, model: Any, tokenizer: Any, chat_format: ChatFormat, rank: int, world: int
+    ) -> Mapping[str, ValidationScore] | None: ...
 
 
 @dataclass(frozen=True)
@@ -28,3 +65,5 @@ class TrainSpec:
     init_from_dir: str | None = None
     fault_at_step: int | None = None
     resume_checkpoint: str | None = None  # --resume: the checkpoint a stopped run continues from
+    validation: Validator | None = None  # task scores on dev subsets during training
+    shard_versions: tuple[ShardVersion, ...] = ()  # of each source, in order: pinned in every checkpoint

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import pytest
 from safetensors.torch import load_file
 
 from taiyi_ray.config.jobs import ExportJobConfig, PipelineJobConfig, Stage1JobConfig, Stage2JobConfig
+from taiyi_ray.data.catalogue import load_catalogue
 from taiyi_ray.storage import Storage
 from tests.integration.helpers import REPO_ROOT, config_for
 
@@ -32,14 +34,15 @@ def stage_config(config: PipelineJobConfig, stage: str) -> Stage1JobConfig | Sta
         ray=config.ray,
         model=config.model,
         data=config.data,
+        eval=config.eval,
         **{stage: getattr(config, stage)},
     )
 
 
 def run_stage(config: PipelineJobConfig, stage: str, run_dir: str, resume: bool = False) -> dict[str, Any]:
-    from taiyi_ray.train.job import run_stage_job
+    from taiyi_ray.pipeline import run_stage as run_stage_as_its_job
 
-    return run_stage_job(stage_config(config, stage), stage, run_dir, resume=resume)
+    return run_stage_as_its_job(stage_config(config, stage), stage, run_dir, resume=resume)
 
 
 def shards_config(prepared: dict[str, Any], *overrides: str) -> PipelineJobConfig:
@@ -56,6 +59,56 @@ def clean_stage1(prepared_shards: dict[str, Any]) -> dict[str, Any]:
     config = shards_config(prepared_shards)
     run_dir = f"{prepared_shards['root']}/runs/stage1-clean"
     return {"config": config, "run_dir": run_dir, "summary": run_stage(config, "stage1", run_dir)}
+
+
+VALIDATION = (
+    "stage1.validation.catalogue=configs/catalogues/demo-eval.yaml",
+    "stage1.validation.every_steps=3",
+    "stage1.validation.items_per_set=3",
+    "stage1.validation.max_new_tokens=4",
+)
+
+
+def test_validation_scores_dev_subsets_and_changes_nothing_in_training(
+    clean_stage1: dict[str, Any], prepared_shards: dict[str, Any]
+) -> None:
+    """The same run with validation on: the same data and losses as without, plus validation lines."""
+    config = shards_config(prepared_shards, *VALIDATION)
+    run_dir = f"{prepared_shards['root']}/runs/stage1-validated"
+    summary, clean = run_stage(config, "stage1", run_dir), clean_stage1["summary"]
+    storage = Storage(config.storage)
+    assert summary["data_fingerprint"] == clean["data_fingerprint"]
+    assert summary["epoch_mean_losses"] == pytest.approx(clean["epoch_mean_losses"], rel=1e-6, abs=1e-7)
+    assert summary["final_loss"] == pytest.approx(clean["final_loss"], rel=1e-6, abs=1e-7)
+    lines = read_jsonl(storage, f"{run_dir}/metrics.jsonl")
+    validations = [line for line in lines if "validation" in line]
+    steps = summary["steps"]
+    expected_steps = sorted({*range(3, steps + 1, 3), steps})
+    assert [line["step"] for line in validations] == expected_steps
+    names = [entry.name for entry in load_catalogue("configs/catalogues/demo-eval.yaml").datasets]
+    for line in validations:
+        assert set(line) == {"step", "validation"} and list(line["validation"]) == names
+        for value in line["validation"].values():
+            assert set(value) == {"score", "metric", "n"} and 0 <= value["score"] <= 100
+    steps_only = [line for line in lines if "validation" not in line]
+    assert [line["step"] for line in steps_only] == list(range(1, steps + 1))
+    last = validations[-1]["validation"]
+    for name in names:
+        entry = summary["validation"][name]
+        assert entry["last"] == {"step": steps, "score": last[name]["score"]}
+        assert entry["best"]["score"] == max(line["validation"][name]["score"] for line in validations)
+    assert summary["validation_s"] > 0 and 0 < summary["validation_share"] < 1
+    assert storage.read_bytes(f"{run_dir}/validation.png")[:4] == b"\x89PNG"
+    assert clean["validation"] is None and clean["validation_s"] == 0
+
+
+def test_validation_under_zero3_gathers_the_weights(prepared_shards: dict[str, Any]) -> None:
+    config = shards_config(prepared_shards, *VALIDATION, "stage1.zero_stage=3", "stage1.max_steps=3")
+    run_dir = f"{prepared_shards['root']}/runs/stage1-validated-zero3"
+    summary = run_stage(config, "stage1", run_dir)
+    lines = read_jsonl(Storage(config.storage), f"{run_dir}/metrics.jsonl")
+    assert [line["step"] for line in lines if "validation" in line] == [3]
+    assert all(entry["last"]["step"] == 3 for entry in summary["validation"].values())
 
 
 def test_stage1_lora_zero2_trains_and_checkpoints_to_s3(
@@ -86,7 +139,7 @@ def test_stage1_lora_zero2_trains_and_checkpoints_to_s3(
         # an odd row count leaves one packed row (a few samples) for the next epoch's shuffle
         assert all_samples - 6 <= len(seen) <= all_samples
     metrics = read_jsonl(storage, f"{run_dir}/metrics.jsonl")
-    assert [item["step"] for item in metrics] == list(range(1, summary["steps"] + 1))
+    assert [item["step"] for item in metrics] == list(range(1, summary["steps"] + 1))  # no validation lines
     assert all(item["tokens_per_s"] > 0 and item["lr"] == pytest.approx(5e-3) for item in metrics)
     assert all(0 <= item["data_wait_s"] <= item["step_s"] for item in metrics)  # a share of the step
     assert storage.exists(f"{run_dir}/model/adapter/adapter_model.safetensors")
@@ -246,3 +299,45 @@ def test_sigterm_checkpoints_then_resume_with_one_worker(prepared_shards: dict[s
         assert max(seen.values()) == 1, f"epoch {epoch}: a sample was repeated"
         # one worker takes every row left (a step is one row): nothing is lost in either epoch
         assert len(seen) == samples_per_epoch, f"epoch {epoch}: samples were lost"
+
+
+def test_resume_stays_on_the_shard_versions_its_checkpoint_trained_on(
+    ray_cluster: None, shared_dir: Path, s3_endpoint: str
+) -> None:
+    """prepare_data re-run between a stop and --resume writes a newer shard version: the resumed run
+    still trains on the version its checkpoint recorded; with that version gone, --resume is an error
+    naming the version and the run dir (never a silent switch to other data)."""
+    from taiyi_ray.config.jobs import DataJobConfig
+    from taiyi_ray.data.job import run_data_job
+    from taiyi_ray.data.shards import ShardError, resolve_version
+    from tests.integration.helpers import s3_root
+
+    root = s3_root("pinned")
+    tokenizer = f"model.tokenizer={shared_dir / 'tokenizers' / 'qwen2'}"
+    config = config_for(root, tokenizer, "stage1.max_steps=2", "stage1.checkpoint_every_steps=2")
+    storage = Storage(config.storage)
+
+    def prepare(data: Any, name: str) -> None:
+        run_data_job(
+            DataJobConfig(storage=config.storage, ray=config.ray, model=config.model, data=data), name
+        )
+
+    prepare(config.data, f"{root}/runs/data")
+    run_dir = f"{root}/runs/stage1"
+    pinned = run_stage(config, "stage1", run_dir)["shard_versions"]
+    prepare(config.data.model_copy(update={"rows_per_shard": 5}), f"{root}/runs/data-again")
+    newest = resolve_version(storage, f"{root}/shards/{config.data.name}/stage1")
+    assert newest != pinned[0]["location"]  # a newer version exists now
+
+    longer = config_for(root, tokenizer, "stage1.max_steps=4", "stage1.checkpoint_every_steps=2")
+    resumed = run_stage(longer, "stage1", run_dir, resume=True)
+    assert resumed["resumed_from_step"] == 2 and resumed["steps"] == 4
+    assert resumed["shard_versions"] == pinned
+
+    storage.remove(pinned[0]["location"])
+    again = config_for(root, tokenizer, "stage1.max_steps=6", "stage1.checkpoint_every_steps=2")
+    gone = (
+        rf"{re.escape(run_dir)}: cannot resume: .*{re.escape(pinned[0]['location'])}, which no longer exists"
+    )
+    with pytest.raises(ShardError, match=gone):
+        run_stage(again, "stage1", run_dir, resume=True)

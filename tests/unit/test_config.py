@@ -113,3 +113,24 @@ def test_cross_field_rules(tmp_path: Path) -> None:
 def test_invalid_yaml_is_reported(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_job_config(Stage1JobConfig, write(tmp_path, "stage1: [unclosed\n"))
+
+
+def test_validation_section_loads_and_rejects_bad_values(tmp_path: Path) -> None:
+    validated = GOOD.replace(
+        "  num_workers: 3",
+        "  num_workers: 3\n  validation:\n    catalogue: configs/catalogues/demo-eval.yaml\n    every_steps: 50",
+    )
+    validation = load_job_config(Stage1JobConfig, write(tmp_path, validated)).stage1.validation
+    assert validation is not None and validation.every_steps == 50
+    assert validation.items_per_set == 200 and validation.max_new_tokens is None  # eval's max_new_tokens
+    with pytest.raises(
+        ConfigError, match=r"config.yaml:16: stage1.validation.every_steps: .*greater than or equal to 1"
+    ):
+        load_job_config(
+            Stage1JobConfig, write(tmp_path, validated.replace("every_steps: 50", "every_steps: 0"))
+        )
+    with pytest.raises(ConfigError, match=r"stage1.validation.catalogue: Field required"):
+        load_job_config(
+            Stage1JobConfig,
+            write(tmp_path, validated.replace("    catalogue: configs/catalogues/demo-eval.yaml\n", "")),
+        )
