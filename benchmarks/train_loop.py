@@ -133,7 +133,6 @@ def deepspeed_loop(
 def ray_train(config: PipelineJobConfig, run_dir: str, steps: int, waits: list[float]) -> float:
     """Median tokens/s of our stage-1 job; appends the share of its step time spent waiting for data."""
     from taiyi_ray.train.job import run_stage_job
-    from taiyi_ray.train.metrics import is_validation
 
     # Ray gives a worker OMP threads = its CPUs: as many as the in-process loops use (all cores here).
     threads = torch.get_num_threads()
@@ -143,6 +142,7 @@ def ray_train(config: PipelineJobConfig, run_dir: str, steps: int, waits: list[f
             "checkpoint_every_steps": 10_000,
             "num_workers": 1,
             "cpus_per_worker": threads,
+            "validation": None,  # training throughput only
         }
     )
     job = Stage1JobConfig(
@@ -152,7 +152,6 @@ def ray_train(config: PipelineJobConfig, run_dir: str, steps: int, waits: list[f
     metrics = [
         json.loads(line) for line in Path(run_dir, "metrics.jsonl").read_text().splitlines() if line.strip()
     ]
-    metrics = [item for item in metrics if not is_validation(item)]  # step lines only
     steady = metrics[WARMUP:]
     waits.append(sum(item["data_wait_s"] for item in steady) / sum(item["step_s"] for item in steady))
     return statistics.median(item["tokens_per_s"] for item in steady)

@@ -14,7 +14,10 @@
 # TAIYI_PYTHON [.venv/bin/python], TAIYI_DASHBOARD_PORT [8265], TAIYI_GCS_PORT [6379],
 # TAIYI_CLIENT_PORT [10001], TAIYI_AGENT_PORT [52365], TAIYI_S3_PORT [9000], TAIYI_S3_BUCKET [taiyi-local],
 # TAIYI_NUM_CPUS [4], TAIYI_OBJECT_STORE_MB [512], TAIYI_START_TIMEOUT_S [120], TAIYI_DRAIN_TIMEOUT_S [3],
-# TAIYI_KEEP_RAY_LOGS [0]. Ports must lie outside Ray's worker port range (10002-19999).
+# TAIYI_KEEP_RAY_LOGS [0], TAIYI_JOB_STOP_WAIT_S [120], TAIYI_S3_SECRET [testing] (moto takes any). Ports must lie outside Ray's worker port range
+# (10002-19999). TAIYI_JOB_STOP_WAIT_S becomes the head's RAY_JOB_STOP_WAIT_TIME_S: how long `ray job stop`
+# waits between SIGTERM to a job's driver and SIGKILL (Ray's default is 3 s). A training stage checkpoints
+# on SIGTERM, so it must exceed the checkpoint time of the configured model.
 # Several clusters can run side by side with distinct TAIYI_LOCAL_DIR and ports (the tests do this).
 set -euo pipefail
 
@@ -32,6 +35,7 @@ NUM_CPUS=${TAIYI_NUM_CPUS:-4}
 OBJECT_STORE_MB=${TAIYI_OBJECT_STORE_MB:-512}
 START_TIMEOUT_S=${TAIYI_START_TIMEOUT_S:-120}
 DRAIN_TIMEOUT_S=${TAIYI_DRAIN_TIMEOUT_S:-3}
+JOB_STOP_WAIT_S=${TAIYI_JOB_STOP_WAIT_S:-120}
 STOP_TIMEOUT_S=$((DRAIN_TIMEOUT_S + 20))
 
 mkdir -p "$STATE_DIR"
@@ -104,7 +108,7 @@ export RAY_AUTH_TOKEN_PATH=$TOKEN_FILE
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
 export AWS_ENDPOINT_URL=http://127.0.0.1:$S3_PORT
 export AWS_ACCESS_KEY_ID=testing
-export AWS_SECRET_ACCESS_KEY=testing
+export AWS_SECRET_ACCESS_KEY=${TAIYI_S3_SECRET:-testing}
 export AWS_DEFAULT_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true
 export TAIYI_S3_BUCKET=$BUCKET
@@ -141,7 +145,7 @@ start_head() {
   # From the repository root: a job submitted without --working-dir runs there (as in the image's /app).
   cd "$REPO"
   env "$MARKER" PATH="$BIN:$PATH" RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="$DRAIN_TIMEOUT_S" \
-    setsid "$BIN/ray" start --head --block \
+    RAY_JOB_STOP_WAIT_TIME_S="$JOB_STOP_WAIT_S" setsid "$BIN/ray" start --head --block \
     --node-ip-address=127.0.0.1 --port="$GCS_PORT" \
     --include-dashboard=true --dashboard-host=127.0.0.1 --dashboard-port="$DASHBOARD_PORT" \
     --dashboard-agent-listen-port="$AGENT_PORT" --ray-client-server-port="$CLIENT_PORT" \

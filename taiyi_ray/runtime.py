@@ -20,14 +20,16 @@ log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-# Forwarded to Ray workers when set on the driver (fault injection, S3 endpoint and credentials...).
+# Forwarded to Ray workers when set on the driver (fault injection, S3 endpoint and region...).
+# Never credentials: Ray writes a runtime_env's env_vars in plain text into its session logs
+# (runtime_env_agent.log) and job metadata. Workers read AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY /
+# AWS_SESSION_TOKEN from their own environment: a local cluster's processes inherit the driver's (or
+# `cluster/local.sh`'s env file), Kubernetes pods get them from `envFrom` secrets or a service-account
+# role, `ray up` nodes from their instance profile.
 FORWARDED_ENV = (
     "TAIYI_FAULT_AT_STEP",
     "AWS_ENDPOINT_URL",
     "AWS_ENDPOINT_URL_S3",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
     "AWS_REGION",
     "AWS_DEFAULT_REGION",
     "HF_HUB_OFFLINE",
@@ -89,7 +91,8 @@ def prepare_process_env() -> None:
 
 
 def worker_env() -> dict[str, str]:
-    """Environment for Ray workers: the base defaults plus the forwarded variables set on the driver."""
+    """Environment for Ray workers: the base defaults plus the forwarded variables set on the driver
+    (never a credential: see FORWARDED_ENV)."""
     env = base_env()
     env.update({key: os.environ[key] for key in FORWARDED_ENV if key in os.environ})
     return env

@@ -38,7 +38,7 @@ class GenerationActor:
         self.scratch = tempfile.TemporaryDirectory(prefix="taiyi-eval-model-")
         directory = model
         if is_uri(model):
-            # Credentials travel inside the pickled StorageConfig (or the forwarded AWS_* variables).
+            # Credentials: the StorageConfig's own fields, else the actor's environment (never runtime_env).
             directory = Storage(storage).download_dir(model, self.scratch.name)
         self.loaded = load_for_inference(directory, device=device)
 

@@ -67,7 +67,7 @@ def test_oracle_is_100_on_every_available_set(eval13: dict, shared_dir: Path, tm
             assert (value["missing"], value["score"], value["unparsed"]) == (False, 100.0, 0), name
             assert value["n"] == FULL_SIZES[name], name
     report = (tmp_path / "run" / "report.md").read_text()
-    assert "| BC5CDR-CID | re | micro_f1 | 100.0 | 37.5 | 14.2 | 45.0 | 500 | 0 |" in report
+    assert "| BC5CDR-CID | re | micro_f1 | 100.0 | 0.0 | – | 37.5 | 14.2 | 45.0 | 500 | 0 |" in report
     assert "Missing (file absent, not scored): CHEMDNER, BC7-LitCovid." in report
 
 

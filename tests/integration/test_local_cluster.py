@@ -280,3 +280,126 @@ def test_local_cluster_runs_stage1_via_job_submit(local_cluster: LocalCluster) -
     assert cluster.run("status").returncode == 3
     assert cluster.run("down").returncode == 0
     assert not (cluster.state_dir / "env").exists()
+
+
+def job_logs(cluster: LocalCluster, submission_id: str) -> str:
+    return str(cluster.api(f"/api/jobs/{submission_id}/logs")["logs"])
+
+
+def ray_tmp_dir(cluster: LocalCluster) -> Path:
+    """The head's --temp-dir (cluster/local.sh: a checksum of the state dir, under TMPDIR)."""
+    digest = subprocess.run(
+        ["cksum"], input=str(cluster.state_dir.resolve()), capture_output=True, text=True, check=True
+    ).stdout.split()[0]
+    return Path(os.environ.get("TMPDIR", "/tmp")) / f"taiyi-ray-{digest}"
+
+
+@pytest.fixture
+def s3_secret(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A unique S3 secret for the next local cluster (local.sh reads TAIYI_S3_SECRET; moto takes any)."""
+    secret = f"taiyi-secret-{uuid.uuid4().hex}"
+    monkeypatch.setenv("TAIYI_S3_SECRET", secret)
+    return secret
+
+
+@pytest.fixture
+def secret_cluster(s3_secret: str, local_cluster: LocalCluster) -> tuple[LocalCluster, str]:
+    """A local cluster started with that secret (fixtures set up in argument order: the secret first)."""
+    assert local_cluster.env["AWS_SECRET_ACCESS_KEY"] == s3_secret
+    return local_cluster, s3_secret
+
+
+def test_ray_job_stop_checkpoints_then_resume_matches_an_uninterrupted_run(
+    secret_cluster: tuple[LocalCluster, str],
+) -> None:
+    """`ray job stop` gives the driver RAY_JOB_STOP_WAIT_TIME_S (local.sh sets it) after its SIGTERM: the
+    stage checkpoints at the step it reached, the job ends STOPPED, and `--resume` ends with the data
+    fingerprint of an uninterrupted run. The unique S3 secret shows up in no job metadata or head log."""
+    cluster, secret = secret_cluster
+    root = f"{cluster.env['TAIYI_STORAGE_ROOT']}/{uuid.uuid4().hex[:8]}"
+    common = ("--config", "configs/demo.yaml", "--set", f"storage.root={root}")
+    # 60 steps (12 epochs of the demo's 5): long enough to stop in the middle even on a busy machine.
+    stage = (
+        "--set",
+        "stage1.validation=null",
+        "--set",
+        "stage1.checkpoint_every_steps=100",
+        "--set",
+        "stage1.epochs=12",
+    )
+    prepared = submit(cluster, "taiyi-stop-prepare", "python", "jobs/prepare_data.py", *common)
+    assert prepared.returncode == 0, prepared.stdout[-3000:] + prepared.stderr[-2000:]
+    clean = submit(
+        cluster, "taiyi-stop-clean", "python", "jobs/stage1.py", *common, *stage, "--run-dir", f"{root}/clean"
+    )
+    assert clean.returncode == 0, clean.stdout[-3000:] + clean.stderr[-2000:]
+    uninterrupted = final_json_line(cluster, "taiyi-stop-clean")
+
+    run_dir = f"{root}/stopped"
+    env = {**cluster.script_env, **cluster.env}
+    command = [
+        RAY_CLI,
+        "job",
+        "submit",
+        "--no-wait",
+        "--submission-id",
+        "taiyi-stop-me",
+        "--working-dir",
+        ".",
+    ]
+    command += [
+        "--runtime-env",
+        "cluster/runtime_env.yaml",
+        "--",
+        "python",
+        "jobs/stage1.py",
+        *common,
+        *stage,
+    ]
+    started = subprocess.run(
+        [*command, "--run-dir", run_dir], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert started.returncode == 0, started.stderr[-2000:]
+    deadline = time.monotonic() + 300
+    while "step 2/" not in job_logs(cluster, "taiyi-stop-me"):
+        assert time.monotonic() < deadline, job_logs(cluster, "taiyi-stop-me")[-3000:]
+        time.sleep(1)
+    stopped = subprocess.run(
+        [RAY_CLI, "job", "stop", "taiyi-stop-me"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert stopped.returncode == 0, stopped.stderr[-2000:]
+    assert cluster.api("/api/jobs/taiyi-stop-me")["status"] == "STOPPED"
+    reached = json.loads(
+        [line for line in job_logs(cluster, "taiyi-stop-me").splitlines() if line.strip()][-1]
+    )
+    assert reached["stopped_early"] and 2 <= reached["steps"] < uninterrupted["steps"], reached
+
+    resumed = submit(
+        cluster,
+        "taiyi-stop-resume",
+        "python",
+        "jobs/stage1.py",
+        *common,
+        *stage,
+        "--resume",
+        "--run-dir",
+        run_dir,
+    )
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-2000:]
+    result = final_json_line(cluster, "taiyi-stop-resume")
+    assert result["resumed_from_step"] == reached["steps"] and result["steps"] == uninterrupted["steps"]
+    assert result["data_fingerprint"] == uninterrupted["data_fingerprint"]
+
+    # Credentials: in the env file by design (that is where they live), nowhere Ray keeps or shows jobs.
+    for listing in (["job", "list"], ["job", "status", "taiyi-stop-resume"]):
+        shown = subprocess.run([RAY_CLI, *listing], env=env, capture_output=True, text=True, timeout=60)
+        assert shown.returncode == 0 and secret not in shown.stdout + shown.stderr, listing
+    assert secret not in json.dumps(cluster.api("/api/jobs/"))
+    head = ray_tmp_dir(cluster)
+    assert head.is_dir(), head
+    leaked = [
+        str(path)
+        for path in head.rglob("*")
+        if path.is_file() and not path.is_symlink() and secret.encode() in path.read_bytes()
+    ]
+    assert leaked == []
