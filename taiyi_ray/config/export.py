@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from taiyi_ray.config.base import Location, StrictModel
@@ -11,11 +13,14 @@ class ExportConfig(StrictModel):
     """`from_run`: a stage run dir (None: given by the pipeline or --set export.from_run=...).
 
     `merge` folds LoRA weights into the base (a plain model any runtime loads); False writes the adapter
-    only, next to a reference to its base.
+    only, next to a reference to its base. `dtype` of the written weights: `auto` is the base model's own
+    (`dtype` / `torch_dtype` in its config.json, else its safetensors dtype), so a bf16 Qwen2.5 base
+    exports bf16, not a float32 copy twice its size; training on CPU in fp32 does not change it.
     """
 
     from_run: Location | None = None
     merge: bool = True
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     model_name: str = Field("taiyi-ray-model", min_length=1)
     licence: str = Field(
         "research use only: trained on biomedical corpora with research-only and GPL terms (see the model card)"

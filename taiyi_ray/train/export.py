@@ -10,11 +10,11 @@ import os
 import tempfile
 from typing import Any
 
-import torch
 from peft import PeftModel
 
 from taiyi_ray.data.chat_format import get_chat_format
 from taiyi_ray.data.tokenizer import configure_tokenizer, load_tokenizer
+from taiyi_ray.model.dtype import export_dtype
 from taiyi_ray.model.export_files import write_export_files
 from taiyi_ray.model.factory import load_causal_lm
 from taiyi_ray.model.result import TrainedModel, read_result
@@ -24,9 +24,16 @@ log = logging.getLogger(__name__)
 
 
 def export_model(
-    storage: Storage, from_run: str, output: str, merge: bool, model_name: str, licence: str
+    storage: Storage,
+    from_run: str,
+    output: str,
+    merge: bool,
+    model_name: str,
+    licence: str,
+    dtype: str = "auto",
 ) -> dict[str, Any]:
-    """Write the export of the stage run `from_run` to `output` (local path or URI)."""
+    """Write the export of the stage run `from_run` to `output` (local path or URI), its weights in
+    `dtype` (`auto`: the base model's own, see taiyi_ray.model.dtype)."""
     result, directory = read_result(storage, from_run)
     chat_format = get_chat_format(result.chat_format)
     with tempfile.TemporaryDirectory() as scratch:
@@ -35,15 +42,16 @@ def export_model(
             chat_format,
         )
         local = f"{scratch}/export"
+        target = export_dtype(dtype, storage, result.base_model)
         if result.method == "full":
-            model = load_causal_lm(
-                storage.download_dir(join(directory, str(result.weights)), f"{scratch}/weights")
-            )
+            weights_dir = storage.download_dir(join(directory, str(result.weights)), f"{scratch}/weights")
+            model = load_causal_lm(weights_dir, target)
+            model.config.dtype = target
             model.save_pretrained(local, safe_serialization=True)
         else:
             base_dir = storage.download_dir(result.base_model, f"{scratch}/base")
             adapter_dir = storage.download_dir(join(directory, str(result.adapter)), f"{scratch}/adapter")
-            base = load_causal_lm(base_dir, torch.float32)
+            base = load_causal_lm(base_dir, target)
             if merge:
                 model = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
                 model.save_pretrained(local, safe_serialization=True)
@@ -56,6 +64,7 @@ def export_model(
             "merged": merge or result.method == "full",
             "base_model": result.base_model,
             "from_run": from_run,
+            "dtype": str(target).removeprefix("torch."),
         }
         write_export_files(local, tokenizer, chat_format, info)
         with open(os.path.join(local, "README.md"), "w") as handle:
@@ -136,5 +145,7 @@ def run_export_job(config: Any, run_dir: str) -> dict[str, Any]:
             "export.from_run is not set: give a stage run dir, e.g. --set export.from_run=runs/stage2-20261126-120000"
         )
     output = join(run_dir, "model")
-    info = export_model(storage, export.from_run, output, export.merge, export.model_name, export.licence)
+    info = export_model(
+        storage, export.from_run, output, export.merge, export.model_name, export.licence, export.dtype
+    )
     return {"run_dir": run_dir, "model_dir": output, **info}

@@ -1,0 +1,101 @@
+"""export.dtype: a bf16 base exports bf16 (not a float32 copy twice its size), after LoRA merging and
+after full fine-tuning whose weights training saved in float32; an explicit dtype wins."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from safetensors import safe_open
+from transformers import AutoModelForCausalLM
+
+from taiyi_ray.config.model import TinyQwen2Shape
+from taiyi_ray.data.chat_format import get_chat_format
+from taiyi_ray.data.tokenizer import configure_tokenizer, save_tokenizer, train_bpe_tokenizer
+from taiyi_ray.model.factory import build_tiny_qwen2
+from taiyi_ray.model.result import TrainedModel, write_result
+from taiyi_ray.storage import Storage
+from taiyi_ray.train.export import export_model
+
+
+@pytest.fixture(scope="module")
+def bf16_base(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    folder = tmp_path_factory.mktemp("export-dtype")
+    tokenizer = configure_tokenizer(
+        train_bpe_tokenizer(["aspirin causes bleeding"] * 20, 300), get_chat_format("taiyi")
+    )
+    model = build_tiny_qwen2(TinyQwen2Shape(), 320, 0, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    model.to(torch.bfloat16).save_pretrained(folder / "base", safe_serialization=True)
+    save_tokenizer(tokenizer, folder / "base")
+    return folder, tokenizer
+
+
+def stage_result(folder: Path, tokenizer: object, method: str) -> Path:
+    """A stage run dir as training leaves it: float32 weights (CPU training upcasts), perturbed."""
+    run = folder / f"run-{method}"
+    model = AutoModelForCausalLM.from_pretrained(folder / "base", dtype=torch.float32)
+    if method == "lora":
+        model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if method == "full" or "lora_B" in name:
+                parameter.add_(0.01 * torch.randn_like(parameter))
+    model.save_pretrained(
+        run / "model" / ("weights" if method == "full" else "adapter"), safe_serialization=True
+    )
+    tokenizer.save_pretrained(run / "model" / "tokenizer")  # type: ignore[attr-defined]
+    result = TrainedModel(method, str(folder / "base"), "taiyi", "stage1",
+                          adapter=None if method == "full" else "adapter",
+                          weights="weights" if method == "full" else None)  # fmt: skip
+    write_result(Storage(), str(run / "model"), result)
+    return run
+
+
+def saved_dtypes(directory: Path) -> set[str]:
+    dtypes = set()
+    for weights in directory.glob("*.safetensors"):
+        with safe_open(str(weights), framework="pt") as handle:
+            dtypes |= {handle.get_slice(name).get_dtype() for name in handle.keys()}  # noqa: SIM118
+    return dtypes
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_auto_exports_the_base_dtype_and_reloads(bf16_base: tuple[Path, object], method: str) -> None:
+    folder, tokenizer = bf16_base
+    run = stage_result(folder, tokenizer, method)
+    output = folder / f"export-{method}"
+    info = export_model(Storage(), str(run), str(output), True, "m", "research")
+    assert info["dtype"] == "bfloat16" and saved_dtypes(output) == {"BF16"}
+    assert json.loads((output / "config.json").read_text())["dtype"] == "bfloat16"
+    reloaded = AutoModelForCausalLM.from_pretrained(output, dtype="auto")
+    assert {parameter.dtype for parameter in reloaded.parameters()} == {torch.bfloat16}
+    trained = AutoModelForCausalLM.from_pretrained(folder / "base", dtype=torch.float32)
+    if method == "full":
+        trained = AutoModelForCausalLM.from_pretrained(run / "model" / "weights", dtype=torch.float32)
+    else:
+        from peft import PeftModel
+
+        trained = PeftModel.from_pretrained(trained, run / "model" / "adapter").merge_and_unload()
+    for (name, ours), reference in zip(
+        reloaded.state_dict().items(), trained.state_dict().values(), strict=True
+    ):
+        assert torch.allclose(ours.float(), reference, atol=2e-2, rtol=1e-2), name  # bf16 rounding only
+    base = AutoModelForCausalLM.from_pretrained(folder / "base", dtype=torch.float32)
+    moved = [
+        n
+        for (n, p), q in zip(reloaded.named_parameters(), base.parameters(), strict=True)
+        if not torch.equal(p.float(), q)
+    ]
+    assert moved  # the training's change survived the export
+
+
+def test_an_explicit_dtype_wins(bf16_base: tuple[Path, object]) -> None:
+    folder, tokenizer = bf16_base
+    run = stage_result(folder, tokenizer, "full")
+    output = folder / "export-fp32"
+    info = export_model(Storage(), str(run), str(output), True, "m", "research", dtype="float32")
+    assert info["dtype"] == "float32" and saved_dtypes(output) == {"F32"}
