@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
 
-CHAT = {"messages": [{"role": "user", "content": "What is aspirin?"}], "max_tokens": 200}
+CHAT = {"messages": [{"role": "user", "content": "What is aspirin?"}], "max_tokens": 20}
 
 
 @pytest.fixture(scope="module")
@@ -48,20 +47,38 @@ def small_url(ray_cluster: None, tiny_model_dir: Path) -> Iterator[str]:
 
 
 def test_overload_is_refused_at_once_with_retry_after(small_url: str) -> None:
-    async def burst() -> tuple[list[httpx.Response], float]:
-        async with httpx.AsyncClient(base_url=small_url, timeout=60) as http:
-            started = time.monotonic()
-            responses = await asyncio.gather(
-                *(http.post("/v1/chat/completions", json=CHAT) for _ in range(12))
-            )
-        return responses, time.monotonic() - started
+    """With one request on the replica, a burst of 11 gets exactly one queue place: that one is served
+    once the replica is free, the other 10 are refused with 503 + Retry-After while the first still runs."""
+    in_flight, finished, result = threading.Event(), threading.Event(), {}
+    body = {"prompt": "x", "max_tokens": 400, "stream": True}
 
-    responses, elapsed = asyncio.run(burst())
-    statuses = sorted(response.status_code for response in responses)
-    assert set(statuses) == {200, 503} and statuses.count(200) >= 2, statuses
-    refused = [response for response in responses if response.status_code == 503]
-    assert all(response.headers["retry-after"] == "2" for response in refused)
-    assert elapsed < 60
+    def long_request() -> None:
+        with httpx.stream("POST", f"{small_url}/v1/completions", json=body, timeout=120) as response:
+            for _ in response.iter_lines():
+                in_flight.set()  # decoding has begun: the replica's one place is taken
+        result["status"] = response.status_code
+        finished.set()
+
+    async def burst() -> list[tuple[int, str | None, bool]]:
+        async with httpx.AsyncClient(base_url=small_url, timeout=60) as http:
+
+            async def one() -> tuple[int, str | None, bool]:
+                response = await http.post("/v1/chat/completions", json=CHAT)
+                return response.status_code, response.headers.get("retry-after"), finished.is_set()
+
+            return await asyncio.gather(*(one() for _ in range(11)))
+
+    worker = threading.Thread(target=long_request)
+    worker.start()
+    assert in_flight.wait(timeout=60)
+    answers = asyncio.run(burst())
+    worker.join(timeout=120)
+    assert result["status"] == 200
+    statuses = sorted(status for status, _, _ in answers)
+    assert statuses == [200] + [503] * 10, statuses
+    refused = [answer for answer in answers if answer[0] == 503]
+    assert all(retry_after == "2" for _, retry_after, _ in refused)
+    assert not any(first_done for _, _, first_done in refused), "a refusal waited for the replica"
 
 
 def test_deleting_the_app_drains_requests_in_flight(small_url: str) -> None:
