@@ -30,7 +30,7 @@ def _stage_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _export(config: Any, run_dir: str, args: argparse.Namespace) -> dict[str, Any]:
-    from taiyi_ray.train.export import run_export_job
+    from taiyi_ray.train.export_task import run_export_job
 
     return run_export_job(config, run_dir)
 

@@ -67,7 +67,7 @@ def run_stage(config: Any, stage_name: str, run_dir: str, resume: bool = False) 
 def run_pipeline(config: PipelineJobConfig, run_dir: str, serve_check: bool = False) -> dict[str, Any]:
     from taiyi_ray.data.job import run_data_job
     from taiyi_ray.eval.job import run_eval_job
-    from taiyi_ray.train.export import run_export_job
+    from taiyi_ray.train.export_task import run_export_job
 
     shared = {"storage": config.storage, "ray": config.ray, "model": config.model}
     steps = [
@@ -106,7 +106,7 @@ def run_pipeline(config: PipelineJobConfig, run_dir: str, serve_check: bool = Fa
         "export",
         lambda r: r["model_dir"],
         lambda: run_export_job(
-            ExportJobConfig(storage=config.storage, model=config.model, export=export),
+            ExportJobConfig(storage=config.storage, ray=config.ray, model=config.model, export=export),
             join(run_dir, "export"),
         ),
     )

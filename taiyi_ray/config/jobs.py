@@ -51,6 +51,7 @@ class Stage2JobConfig(StrictModel):
 
 class ExportJobConfig(StrictModel):
     storage: StorageConfig = StorageConfig()
+    ray: RayConfig = RayConfig()
     model: ModelConfig = ModelConfig()
     export: ExportConfig = ExportConfig()
 

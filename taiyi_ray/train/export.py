@@ -14,6 +14,7 @@ from peft import PeftModel
 
 from taiyi_ray.data.chat_format import get_chat_format
 from taiyi_ray.data.tokenizer import configure_tokenizer, load_tokenizer
+from taiyi_ray.model.convert_weights import convert_checkpoint
 from taiyi_ray.model.dtype import export_dtype
 from taiyi_ray.model.export_files import write_export_files
 from taiyi_ray.model.factory import load_causal_lm
@@ -45,9 +46,7 @@ def export_model(
         target = export_dtype(dtype, storage, result.base_model)
         if result.method == "full":
             weights_dir = storage.download_dir(join(directory, str(result.weights)), f"{scratch}/weights")
-            model = load_causal_lm(weights_dir, target)
-            model.config.dtype = target
-            model.save_pretrained(local, safe_serialization=True)
+            convert_checkpoint(weights_dir, local, target)  # never the whole float32 model in memory
         else:
             base_dir = storage.download_dir(result.base_model, f"{scratch}/base")
             adapter_dir = storage.download_dir(join(directory, str(result.adapter)), f"{scratch}/adapter")
@@ -135,17 +134,3 @@ of every dataset in your catalogue before using or distributing this model.
 ## Intended use
 Research on biomedical text mining and question answering. Not for clinical decision making.
 """
-
-
-def run_export_job(config: Any, run_dir: str) -> dict[str, Any]:
-    storage = Storage(config.storage)
-    export = config.export
-    if export.from_run is None:
-        raise ValueError(
-            "export.from_run is not set: give a stage run dir, e.g. --set export.from_run=runs/stage2-20261126-120000"
-        )
-    output = join(run_dir, "model")
-    info = export_model(
-        storage, export.from_run, output, export.merge, export.model_name, export.licence, export.dtype
-    )
-    return {"run_dir": run_dir, "model_dir": output, **info}

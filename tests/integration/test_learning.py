@@ -66,7 +66,7 @@ def learn(root: Path, shared: Path, *overrides: str) -> dict[str, Any]:
     from taiyi_ray.data.job import run_data_job
     from taiyi_ray.eval.job import run_eval_job
     from taiyi_ray.pipeline import run_stage
-    from taiyi_ray.train.export import run_export_job
+    from taiyi_ray.train.export_task import run_export_job
 
     held_out = write_held_out(shared, root / "held-out")
     settings = [

@@ -206,7 +206,8 @@ def test_stage2_continues_stage1_under_zero3_and_exports(
     from taiyi_ray.data.tokenize import tokenize_conversations
     from taiyi_ray.model.generation import GenerationSettings, generate_batch
     from taiyi_ray.model.inference import load_for_inference
-    from taiyi_ray.train.export import run_export_job
+    from taiyi_ray.model.result import read_result
+    from taiyi_ray.train.export_task import memory_budget_gib, run_export_job, weights_bytes
 
     config = shards_config(prepared_shards, f"stage2.init_from={clean_stage1['run_dir']}")
     run_dir = f"{prepared_shards['root']}/runs/stage2"
@@ -222,9 +223,16 @@ def test_stage2_continues_stage1_under_zero3_and_exports(
     assert stage2_sets <= set(summary["realised_mix"]) and len(summary["realised_mix"]) > len(stage2_sets)
 
     export = config.export.model_copy(update={"from_run": run_dir})
+    refused = export.model_copy(update={"memory_gib": 100_000.0})
+    started = time.monotonic()
+    with pytest.raises(ValueError, match=r"export.memory_gib=100000: .*largest: [0-9.]+ GiB, node 127.0.0.1"):
+        run_export_job(ExportJobConfig(storage=config.storage, model=config.model, export=refused), "unused")
+    assert time.monotonic() - started < 10  # refused at once, never a task left pending
     exported = run_export_job(
         ExportJobConfig(storage=config.storage, model=config.model, export=export), f"{run_dir}-export"
     )
+    base = read_result(storage, run_dir)[0].base_model  # a float32 base: LoRA merging holds it as stored
+    assert exported["memory_gib"] == memory_budget_gib(weights_bytes(storage, base))  # the default budget
     local = storage.download_dir(exported["model_dir"], tmp_path / "export")
     loaded = load_for_inference(local)
     # the exported tokenizer ends an answer exactly as training did

@@ -1,5 +1,6 @@
 """export.dtype: a bf16 base exports bf16 (not a float32 copy twice its size), after LoRA merging and
-after full fine-tuning whose weights training saved in float32; an explicit dtype wins."""
+after full fine-tuning whose weights training saved in float32; an explicit dtype wins. export.memory_gib:
+the default budget follows the weights the export holds, and a budget no node can hold is refused."""
 
 from __future__ import annotations
 
@@ -19,6 +20,13 @@ from taiyi_ray.model.factory import build_tiny_qwen2
 from taiyi_ray.model.result import TrainedModel, write_result
 from taiyi_ray.storage import Storage
 from taiyi_ray.train.export import export_model
+from taiyi_ray.train.export_task import (
+    GIB,
+    check_memory_fits,
+    export_weight_bytes,
+    memory_budget_gib,
+    weights_bytes,
+)
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +107,28 @@ def test_an_explicit_dtype_wins(bf16_base: tuple[Path, object]) -> None:
     output = folder / "export-fp32"
     info = export_model(Storage(), str(run), str(output), True, "m", "research", dtype="float32")
     assert info["dtype"] == "float32" and saved_dtypes(output) == {"F32"}
+
+
+def test_the_default_budget_follows_the_weights_in_the_export_dtype(bf16_base: tuple[Path, object]) -> None:
+    folder, tokenizer = bf16_base
+    base_bytes = sum(path.stat().st_size for path in (folder / "base").glob("*.safetensors"))
+    assert weights_bytes(Storage(), str(folder / "base")) == base_bytes
+    lora, full = stage_result(folder, tokenizer, "lora"), stage_result(folder, tokenizer, "full")
+    assert export_weight_bytes(Storage(), str(lora), "auto") == base_bytes  # merging holds the bf16 base
+    assert export_weight_bytes(Storage(), str(lora), "float32") == 2 * base_bytes
+    full_bytes = weights_bytes(Storage(), str(full / "model" / "weights"))  # float32, as training saved it
+    assert full_bytes == pytest.approx(2 * base_bytes, rel=0.01)
+    assert export_weight_bytes(Storage(), str(full), "auto") == full_bytes / 2
+    # 1.5x the weights plus 2 GiB, up to the next 0.5 GiB: a 7B bf16 base (15.2 GB) needs 23.5 GiB
+    assert memory_budget_gib(0) == 2.0
+    assert memory_budget_gib(15.2e9) == 23.5
+    assert memory_budget_gib(GIB) == 3.5
+
+
+def test_a_budget_no_node_can_hold_is_refused_naming_the_largest() -> None:
+    capacities = {"node 127.0.0.1": 12.5, "worker group cpu": 22.4, "worker group gpu": 44.8}
+    check_memory_fits(44.8, capacities)
+    with pytest.raises(ValueError, match=r"export.memory_gib=64: .*\(largest: 44.8 GiB, worker group gpu\)"):
+        check_memory_fits(64, capacities)
+    with pytest.raises(ValueError, match="no node that runs tasks"):
+        check_memory_fits(1, {})
