@@ -20,7 +20,8 @@ class ExportConfig(StrictModel):
     The export runs as a Ray task that reserves `memory_gib` of a node's memory (None: derived from the
     size of the weights in the export dtype, 1.5x that plus 2 GiB for the runtime; measured peaks are
     1.03-1.09x, benchmarks/export_memory.py), on a worker, never in the job's driver on the head. A budget
-    no node of the cluster (nor of its autoscaling groups) can hold is an error before anything runs.
+    no node of the cluster (nor of its autoscaling groups) can hold, or one below 1.1x the weights plus
+    1 GiB, is an error before anything is loaded.
     """
 
     from_run: Location | None = None

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 GIB = 1024**3
 RUNTIME_GIB = 2.0  # Python, torch, transformers and peft in the task's process
 PEAK_FACTOR = 1.5  # over the exported weights; measured 1.03 (full) and 1.09 (LoRA merge) on Qwen2.5-0.5B
+MIN_FACTOR, MIN_RUNTIME_GIB = 1.1, 1.0  # below this the measured peak cannot fit: refused, not OOM-killed
 
 
 def run_export_job(config: Any, run_dir: str) -> dict[str, Any]:
@@ -37,7 +38,9 @@ def run_export_job(config: Any, run_dir: str) -> dict[str, Any]:
             "export.from_run is not set: give a stage run dir, e.g. --set export.from_run=runs/stage2-20261126-120000"
         )
     storage = Storage(config.storage)
-    budget_gib = export.memory_gib or default_memory_gib(storage, export.from_run, export.dtype)
+    weight_bytes = export_weight_bytes(storage, export.from_run, export.dtype)
+    budget_gib = export.memory_gib or memory_budget_gib(weight_bytes)
+    check_budget_covers_the_model(budget_gib, weight_bytes)
     init_ray(config.ray)
     check_memory_fits(budget_gib, node_memory_capacities())
     output = join(run_dir, "model")
@@ -58,14 +61,21 @@ def _export_task(storage_config: StorageConfig, *args: Any) -> dict[str, Any]:
     return export_model(Storage(storage_config), *args)
 
 
-def default_memory_gib(storage: Storage, from_run: str, dtype: str) -> float:
-    """The budget for exporting `from_run` in `dtype` when `export.memory_gib` is not set."""
-    return memory_budget_gib(export_weight_bytes(storage, from_run, dtype))
-
-
 def memory_budget_gib(weight_bytes: float) -> float:
     """1.5x the weights plus the runtime, rounded up to 0.5 GiB."""
     return math.ceil((PEAK_FACTOR * weight_bytes / GIB + RUNTIME_GIB) * 2) / 2
+
+
+def check_budget_covers_the_model(budget_gib: float, weight_bytes: float) -> None:
+    """Refuse, before anything is loaded, a budget under the export's measured peak plus the runtime."""
+    needed = MIN_FACTOR * weight_bytes / GIB + MIN_RUNTIME_GIB
+    if budget_gib < needed:
+        raise ValueError(
+            f"export.memory_gib={budget_gib:g} is below what this export needs: {needed:.1f} GiB "
+            f"({weight_bytes / GIB:.1f} GiB of weights in the export dtype x {MIN_FACTOR} + "
+            f"{MIN_RUNTIME_GIB:g} GiB runtime); raise it or leave it unset "
+            f"(default {memory_budget_gib(weight_bytes):g} GiB)"
+        )
 
 
 def export_weight_bytes(storage: Storage, from_run: str, dtype: str) -> float:

@@ -22,6 +22,7 @@ from taiyi_ray.storage import Storage
 from taiyi_ray.train.export import export_model
 from taiyi_ray.train.export_task import (
     GIB,
+    check_budget_covers_the_model,
     check_memory_fits,
     export_weight_bytes,
     memory_budget_gib,
@@ -132,3 +133,13 @@ def test_a_budget_no_node_can_hold_is_refused_naming_the_largest() -> None:
         check_memory_fits(64, capacities)
     with pytest.raises(ValueError, match="no node that runs tasks"):
         check_memory_fits(1, {})
+
+
+def test_a_budget_below_the_models_need_is_refused_before_loading() -> None:
+    weights = 15.2e9  # a 7B bf16 base
+    check_budget_covers_the_model(memory_budget_gib(weights), weights)
+    check_budget_covers_the_model(16.6, weights)  # 1.1 x 14.16 GiB + 1 GiB = 16.57 GiB
+    with pytest.raises(
+        ValueError, match=r"export.memory_gib=8 is below .* needs: 16.6 GiB .*default 23.5 GiB"
+    ):
+        check_budget_covers_the_model(8, weights)
