@@ -104,6 +104,30 @@ def _region(config: StorageConfig) -> str | None:
     return config.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
 
 
+class StorageAccessError(RuntimeError):
+    """Object storage refused us for want of credentials: retrying cannot help."""
+
+
+def _credential_sources() -> str:
+    """Where AWS credentials were looked for on this process, and which of them are set."""
+
+    def state(name: str) -> str:
+        return f"{name} ({'set' if os.environ.get(name) else 'unset'})"
+
+    metadata = (
+        "disabled by AWS_EC2_METADATA_DISABLED"
+        if os.environ.get("AWS_EC2_METADATA_DISABLED")
+        else "none found"
+    )
+    return (
+        f"Looked for {state('AWS_ACCESS_KEY_ID')}, {state('AWS_SECRET_ACCESS_KEY')}, {state('AWS_PROFILE')}, "
+        f"a web-identity role ({state('AWS_ROLE_ARN')}, {state('AWS_WEB_IDENTITY_TOKEN_FILE')}), "
+        f"an instance profile ({metadata}). Credentials never travel in a job's runtime_env: give every "
+        "node its own (a Kubernetes envFrom secret or service-account role, an instance profile, "
+        "cluster/local.sh's env file)"
+    )
+
+
 class Storage:
     """Filesystems for one `StorageConfig`, created lazily and cached per scheme."""
 
@@ -172,6 +196,26 @@ class Storage:
                 options["secret_key"] = self.config.secret_access_key.get_secret_value()
             return pafs.S3FileSystem(**options)
         return pafs.PyFileSystem(pafs.FSSpecHandler(self._make_fsspec(scheme)))
+
+    def check_access(self, location: str, where: str) -> None:
+        """Fail at once, naming what was looked for, when `where` (e.g. a worker's node) has no usable
+        credentials for `location`: a worker without them would otherwise fail deep inside a library,
+        and Ray Train would restart it into the same failure."""
+        if not is_uri(location):
+            return
+        from botocore.exceptions import CredentialRetrievalError, NoCredentialsError, PartialCredentialsError
+
+        try:
+            self.exists(location)
+        except (
+            NoCredentialsError,
+            PartialCredentialsError,
+            CredentialRetrievalError,
+            PermissionError,
+        ) as error:
+            raise StorageAccessError(
+                f"{where}: cannot reach {location}: {error}. {_credential_sources()}"
+            ) from None
 
     # -- file operations ---------------------------------------------------------------------------
     def open(self, location: str, mode: str = "rb", **kwargs: Any) -> IO[Any]:

@@ -26,7 +26,7 @@ from taiyi_ray.data.tokenizer import configure_tokenizer, load_tokenizer, save_t
 from taiyi_ray.model.factory import build_tiny_qwen2, padded_vocab_size
 from taiyi_ray.model.result import model_dir, read_result
 from taiyi_ray.runtime import init_ray
-from taiyi_ray.storage import Storage, join
+from taiyi_ray.storage import Storage, StorageAccessError, join
 from taiyi_ray.train.checkpoint import STATE_FILE, latest_complete_checkpoint
 from taiyi_ray.train.deepspeed_config import build_deepspeed_config
 from taiyi_ray.train.fault import fault_step_from_env
@@ -281,6 +281,7 @@ def run_stage_job(
     attempts_before = _count_attempts(storage, run_dir)
     filesystem, path = storage.arrow(run_dir)
     resources = {"CPU": stage.cpus_per_worker, **stage.resources_per_worker}
+    check_workers_reach_storage(config.storage, run_dir, resources, stage.use_gpu)
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"spec": spec},
@@ -308,6 +309,36 @@ def run_stage_job(
     with stop_on_sigterm(storage, run_dir):
         trainer.fit()
     return write_summary(storage, run_dir, stage_name, spec, attempts_before, time.perf_counter() - started)
+
+
+def check_workers_reach_storage(
+    storage_config: Any, run_dir: str, resources: dict[str, float], use_gpu: bool
+) -> None:
+    """Probe the run dir from a node where a training worker would run, with that node's environment
+    (credentials never travel in runtime_env). Failing here ends the job with the probe's message; a
+    worker failing on it would be restarted by Ray Train into the same failure, max_failures times."""
+    import ray
+
+    if "://" not in run_dir:
+        return
+    custom = {key: value for key, value in resources.items() if key != "CPU"}
+    probe = ray.remote(_probe_storage).options(
+        num_cpus=resources["CPU"], num_gpus=1 if use_gpu else 0, resources=custom, max_retries=0
+    )
+    try:
+        ray.get(probe.remote(storage_config, run_dir))
+    except ray.exceptions.RayTaskError as error:
+        if isinstance(error.cause, StorageAccessError):
+            raise error.cause from None  # the message, without a remote traceback around it
+        raise
+
+
+def _probe_storage(storage_config: Any, location: str) -> None:
+    import ray
+
+    Storage(storage_config).check_access(
+        location, f"a training worker's node ({ray.util.get_node_ip_address()})"
+    )
 
 
 def _count_attempts(storage: Storage, run_dir: str) -> int:

@@ -81,3 +81,29 @@ def test_transient_object_store_errors_are_retried_with_backoff(monkeypatch: pyt
     with pytest.raises(OSError, match="No such file"):
         storage_module.with_retries(lambda: (_ for _ in ()).throw(OSError("No such file")), "x")
     assert sleeps == [0.5, 1.0, 2.0]  # a permanent error is not retried
+
+
+def test_missing_credentials_fail_at_once_naming_what_was_looked_for(
+    s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from taiyi_ray.storage import StorageAccessError
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance-metadata request off loopback
+    storage = Storage(StorageConfig(endpoint_url=s3_endpoint, region="us-east-1"))
+    with pytest.raises(StorageAccessError) as refused:
+        storage.check_access("s3://taiyi-test/unit/run", "worker on node 127.0.0.1")
+    message = str(refused.value)
+    assert message.startswith("worker on node 127.0.0.1: cannot reach s3://taiyi-test/unit/run: ")
+    assert "AWS_ACCESS_KEY_ID (unset), AWS_SECRET_ACCESS_KEY (unset)" in message
+    assert "instance profile (disabled by AWS_EC2_METADATA_DISABLED)" in message
+    Storage().check_access(str(tmp_path), "worker")  # local paths need no credentials
+
+
+def test_present_credentials_pass_the_check(s3_endpoint: str) -> None:
+    Storage(StorageConfig(endpoint_url=s3_endpoint, region="us-east-1")).check_access(
+        "s3://taiyi-test/unit/run", "worker"
+    )
