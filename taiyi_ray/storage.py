@@ -8,6 +8,7 @@ endpoint, region and credentials, and both retry transient errors.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -301,6 +302,17 @@ class Storage:
         fs.get(path.rstrip("/") + "/", local_dir.rstrip("/") + "/", recursive=True)
         return local_dir
 
+    def cached_dir(self, location: str, scratch: str | Path) -> str:
+        """A local directory with the contents of `location`: the path itself when local; with
+        `storage.cache_dir` set, the node's cache entry (see NodeCache); else a download into `scratch`."""
+        if not is_uri(location):
+            return location
+        if self.config.cache_dir is None:
+            return self.download_dir(
+                location, os.path.join(scratch, posixpath.basename(location.rstrip("/")))
+            )
+        return NodeCache(self.config.cache_dir, self.config.cache_max_gib).fetch(self, location)
+
     @contextmanager
     def local_dir(self, location: str, scratch: str | Path) -> Iterator[str]:
         """A local directory with the contents of `location`: itself when local, else a download."""
@@ -312,3 +324,86 @@ class Storage:
             yield self.download_dir(location, target)
         finally:
             shutil.rmtree(target, ignore_errors=True)
+
+
+class NodeCache:
+    """Remote directories (base models, checkpoints) downloaded once per node into `root`.
+
+    An entry is named by a digest of the location and its listing (names, sizes, ETags), so a changed
+    object is fetched again instead of served stale. A file lock per entry makes the workers of a node
+    wait for one download instead of each fetching 15 GB; the download lands in `<entry>.partial` and
+    is renamed when whole, so a crash leaves only a partial dir, removed by the next fetch. After each
+    fetch the cache is trimmed to `max_gib`, least recently used first, sparing entries used in the last
+    `IN_USE_S` seconds (another worker may still be loading them).
+    """
+
+    IN_USE_S = 600.0
+
+    def __init__(self, root: str | Path, max_gib: float) -> None:
+        self.root = Path(root)
+        self.max_bytes = max_gib * 1024**3
+
+    def fetch(self, storage: Storage, location: str) -> str:
+        from filelock import FileLock
+
+        filesystem, path = storage.fsspec(location)
+        listing = filesystem.find(path, detail=True)
+        if not listing:
+            raise FileNotFoundError(f"{location}: nothing to download (no such directory or it is empty)")
+        signature = [
+            (name[len(path) :], info.get("size"), info.get("ETag") or info.get("mtime"))
+            for name, info in sorted(listing.items())
+        ]
+        key = hashlib.sha256(json.dumps([location, signature], default=str).encode()).hexdigest()[:24]
+        entry, partial = self.root / key, self.root / f"{key}.partial"
+        self.root.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.root / f"{key}.lock")):
+            if entry.is_dir():
+                os.utime(entry)
+                log.info("node cache: %s from %s", location, entry)
+            else:
+                shutil.rmtree(partial, ignore_errors=True)  # left by a download that crashed
+                log.info("node cache: downloading %s to %s", location, entry)
+                storage.download_dir(location, partial)
+                (partial / ".taiyi-cache.json").write_text(json.dumps({"location": location}))
+                os.replace(partial, entry)
+        self.trim(keep=key)
+        return str(entry)
+
+    def trim(self, keep: str) -> None:
+        """Remove abandoned partial downloads, then least recently used entries over the size budget."""
+        now = time.time()
+        entries = sorted(
+            (item for item in self.root.iterdir() if item.is_dir()), key=lambda item: item.stat().st_mtime
+        )
+        total = sum(_tree_bytes(item) for item in entries)
+        for item in entries:
+            partial = item.name.endswith(".partial")
+            if not partial and (total <= self.max_bytes or now - item.stat().st_mtime < self.IN_USE_S):
+                continue
+            if item.name.removesuffix(".partial") != keep:
+                total -= self._remove_unless_locked(item)
+        if total > self.max_bytes:
+            log.warning(
+                "node cache %s holds %.1f GiB, over its %.1f GiB budget: the rest is in use",
+                self.root,
+                total / 1024**3,
+                self.max_bytes / 1024**3,
+            )
+
+    def _remove_unless_locked(self, item: Path) -> int:
+        """Remove an entry nobody holds the lock of (downloading it right now); returns bytes freed."""
+        from filelock import FileLock, Timeout
+
+        try:
+            with FileLock(str(self.root / f"{item.name.removesuffix('.partial')}.lock"), timeout=0):
+                size = _tree_bytes(item)
+                shutil.rmtree(item, ignore_errors=True)
+        except Timeout:
+            return 0
+        log.info("node cache: removed %s (%.2f GiB)", item, size / 1024**3)
+        return size
+
+
+def _tree_bytes(directory: Path) -> int:
+    return sum(path.stat().st_size for path in directory.rglob("*") if path.is_file())

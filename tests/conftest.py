@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,35 @@ def s3_endpoint() -> Iterator[str]:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+class S3RequestLog(logging.Handler):
+    """The S3 endpoint's request log (werkzeug's access lines of the moto server, which runs in this
+    process whoever sends the requests): collects the request lines while installed."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+    def gets(self, key: str) -> int:
+        """GET requests of the object `key` (bucket/key path), ranged or whole."""
+        return sum(f'"GET /{key} ' in line or f'"GET /{key}?' in line for line in self.lines)
+
+
+@contextmanager
+def s3_request_log() -> Iterator[S3RequestLog]:
+    werkzeug = logging.getLogger("werkzeug")
+    handler, level = S3RequestLog(), werkzeug.level
+    werkzeug.addHandler(handler)
+    werkzeug.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        werkzeug.setLevel(level)
+        werkzeug.removeHandler(handler)
 
 
 @pytest.fixture(scope="session")

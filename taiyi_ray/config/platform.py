@@ -22,6 +22,14 @@ class StorageConfig(StrictModel):
     access_key_id: SecretStr | None = None
     secret_access_key: SecretStr | None = None
     anonymous: bool = False
+    cache_dir: str | None = Field(
+        None,
+        description="Node-local cache of remote model directories and checkpoints: one download per node, "
+        "shared by its workers and reused across restarts (None: each worker downloads to its scratch dir).",
+    )
+    cache_max_gib: float = Field(
+        100.0, gt=0, description="Size the cache is trimmed to, least recently used first."
+    )
 
 
 class RayConfig(StrictModel):

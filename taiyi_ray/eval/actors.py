@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from taiyi_ray.config.base import is_uri
 from taiyi_ray.config.evaluation import EvalConfig, GenerationConfig
 from taiyi_ray.config.platform import StorageConfig
 from taiyi_ray.eval.outputs import OnResult, RawOutput, Request, generation_settings
@@ -36,10 +35,8 @@ class GenerationActor:
 
         self.settings = generation_settings(generation)
         self.scratch = tempfile.TemporaryDirectory(prefix="taiyi-eval-model-")
-        directory = model
-        if is_uri(model):
-            # Credentials: the StorageConfig's own fields, else the actor's environment (never runtime_env).
-            directory = Storage(storage).download_dir(model, self.scratch.name)
+        # Credentials: the StorageConfig's own fields, else the actor's environment (never runtime_env).
+        directory = Storage(storage).cached_dir(model, self.scratch.name)  # once per node with cache_dir
         self.loaded = load_for_inference(directory, device=device)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from taiyi_ray.config.base import is_uri
 from taiyi_ray.data.plan import DataPosition
 from taiyi_ray.storage import Storage, join
 
@@ -135,8 +136,11 @@ def restore_checkpoint(
     return RestoredState(position, position.global_step, saved)
 
 
-def local_copy(checkpoint: Any, scratch: str) -> str:
-    """The checkpoint as a local directory (downloaded when it lives in object storage)."""
+def local_copy(checkpoint: Any, storage: Storage, run_dir: str, scratch: str) -> str:
+    """The checkpoint as a local directory: downloaded when it lives in object storage, once per node
+    with `storage.cache_dir` (every rank reads the whole DeepSpeed checkpoint)."""
+    if is_uri(run_dir):
+        return storage.cached_dir(f"{run_dir.split('://', 1)[0]}://{checkpoint.path}", scratch)
     return str(checkpoint.to_directory(os.path.join(scratch, "resume")))
 
 

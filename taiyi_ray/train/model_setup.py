@@ -4,7 +4,6 @@ result), then LoRA / QLoRA adapters via peft or full fine-tuning, gradient check
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 
 import torch
@@ -26,12 +25,6 @@ class TrainModel:
     base_location: str  # the base model directory the result's adapter (or weights) belongs to
 
 
-def _local(storage: Storage, location: str, scratch: str) -> str:
-    if "://" not in location:
-        return location
-    return storage.download_dir(location, os.path.join(scratch, os.path.basename(location.rstrip("/"))))
-
-
 def _base_model(
     spec: TrainSpec, storage: Storage, scratch: str, dtype: torch.dtype
 ) -> tuple[PreTrainedModel, str]:
@@ -43,12 +36,12 @@ def _base_model(
         else:
             location = previous.base_model
         return load_causal_lm(
-            _local(storage, location, scratch), dtype, spec.model.attn_implementation
+            storage.cached_dir(location, scratch), dtype, spec.model.attn_implementation
         ), previous.base_model
     if spec.model.base is None:
         raise ValueError("model.base is not set (the stage job saves a tiny random base and sets it)")
     return load_causal_lm(
-        _local(storage, spec.model.base, scratch), dtype, spec.model.attn_implementation
+        storage.cached_dir(spec.model.base, scratch), dtype, spec.model.attn_implementation
     ), spec.model.base
 
 
@@ -88,7 +81,7 @@ def build_train_model(spec: TrainSpec, storage: Storage, scratch: str, dtype: to
         and previous.adapter
         and spec.init_from_dir
     ):
-        adapter_dir = _local(storage, join(spec.init_from_dir, previous.adapter), scratch)
+        adapter_dir = storage.cached_dir(join(spec.init_from_dir, previous.adapter), scratch)
         model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=stage.method != "full")
         if stage.method == "full":
             model = model.merge_and_unload()

@@ -96,7 +96,7 @@ def _checkpoint_to_load(
     checkpoint = resume_point(storage, spec)
     if checkpoint is None:
         return None, None
-    directory = local_copy(checkpoint, scratch)
+    directory = local_copy(checkpoint, storage, spec.run_dir, scratch)
     saved = saved_world_size(directory)
     if saved == world:
         return directory, None

@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 from taiyi_ray.config.jobs import ExportJobConfig, PipelineJobConfig, Stage1JobConfig, Stage2JobConfig
 from taiyi_ray.data.catalogue import load_catalogue
 from taiyi_ray.storage import Storage
+from tests.conftest import s3_request_log
 from tests.integration.helpers import REPO_ROOT, config_for
 
 pytestmark = pytest.mark.integration
@@ -55,10 +56,24 @@ def read_jsonl(storage: Storage, location: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def clean_stage1(prepared_shards: dict[str, Any]) -> dict[str, Any]:
-    config = shards_config(prepared_shards)
+def clean_stage1(prepared_shards: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    cache = tmp_path_factory.mktemp("node-cache")
+    config = shards_config(prepared_shards, f"storage.cache_dir={cache}")
     run_dir = f"{prepared_shards['root']}/runs/stage1-clean"
-    return {"config": config, "run_dir": run_dir, "summary": run_stage(config, "stage1", run_dir)}
+    with s3_request_log() as requests:
+        summary = run_stage(config, "stage1", run_dir)
+    base_weights = f"{run_dir.removeprefix('s3://')}/model/base_model/model.safetensors"
+    return {"config": config, "run_dir": run_dir, "summary": summary, "cache": cache,
+            "base_gets": requests.gets(base_weights)}  # fmt: skip
+
+
+def test_the_workers_of_a_node_fetch_the_base_model_once(clean_stage1: dict[str, Any]) -> None:
+    """Two training workers on one node: one GET of the base's weights in the S3 endpoint's request
+    log (each worker fetched it before storage.cache_dir), one entry in the node cache."""
+    assert clean_stage1["summary"]["steps"] > 0
+    assert clean_stage1["base_gets"] == 1
+    entries = [path for path in clean_stage1["cache"].iterdir() if path.is_dir()]
+    assert len(entries) == 1 and (entries[0] / "model.safetensors").is_file()
 
 
 VALIDATION = (

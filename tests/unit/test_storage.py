@@ -107,3 +107,57 @@ def test_present_credentials_pass_the_check(s3_endpoint: str) -> None:
     Storage(StorageConfig(endpoint_url=s3_endpoint, region="us-east-1")).check_access(
         "s3://taiyi-test/unit/run", "worker"
     )
+
+
+def _fetch_in_another_process(config: StorageConfig, location: str, out: Path) -> None:
+    out.write_text(Storage(config).cached_dir(location, str(out.parent)))
+
+
+def test_node_cache_downloads_once_for_two_processes_and_reuses_it(
+    s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import multiprocessing
+
+    from taiyi_ray.storage import NodeCache
+    from tests.conftest import s3_request_log
+
+    prefix = f"taiyi-test/node-cache-{tmp_path.name}"
+    remote = Storage(StorageConfig(endpoint_url=s3_endpoint, region="us-east-1"))
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "model.safetensors").write_bytes(b"w" * 3_000_000)
+    (tmp_path / "model" / "config.json").write_text("{}")
+    remote.upload_dir(tmp_path / "model", f"s3://{prefix}/base")
+    config = StorageConfig(
+        endpoint_url=s3_endpoint, region="us-east-1", cache_dir=str(tmp_path / "cache"), cache_max_gib=1
+    )
+    context = multiprocessing.get_context("spawn")
+    outputs = [tmp_path / f"out-{index}" for index in range(2)]
+    with s3_request_log() as requests:
+        workers = [
+            context.Process(target=_fetch_in_another_process, args=(config, f"s3://{prefix}/base", out))
+            for out in outputs
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=120)
+            assert worker.exitcode == 0
+        first = requests.gets(f"{prefix}/base/model.safetensors")
+        again = Storage(config).cached_dir(f"s3://{prefix}/base", str(tmp_path))  # a restart on this node
+    assert first == 1 and requests.gets(f"{prefix}/base/model.safetensors") == 1
+    entries = {out.read_text() for out in outputs} | {again}
+    assert len(entries) == 1 and Path(again).parent == tmp_path / "cache"
+    assert (Path(again) / "model.safetensors").read_bytes() == b"w" * 3_000_000
+
+    # A changed object is a new entry (never served stale); over the budget, the older entry goes,
+    # and a partial download a crash left behind is cleaned.
+    (tmp_path / "model" / "model.safetensors").write_bytes(b"v" * 3_000_000)
+    remote.upload_dir(tmp_path / "model", f"s3://{prefix}/base")
+    (tmp_path / "cache" / "0123abcd.partial").mkdir()
+    monkeypatch.setattr(NodeCache, "IN_USE_S", 0.0)
+    small = config.model_copy(update={"cache_max_gib": 4_000_000 / 1024**3})
+    changed = Storage(small).cached_dir(f"s3://{prefix}/base", str(tmp_path))
+    assert changed != again and (Path(changed) / "model.safetensors").read_bytes() == b"v" * 3_000_000
+    assert sorted(path.name for path in (tmp_path / "cache").iterdir() if path.is_dir()) == [
+        Path(changed).name
+    ]
