@@ -1,6 +1,7 @@
 """Static checks of the Dockerfile (no Docker engine needed): base images pinned by tag or digest, a
 CUDA base, a non-root final USER, no secrets (credential-named ENV/ARG, key material, credential files),
-the package installed under constraints.txt with the same torch pin, and COPY sources that exist."""
+the package installed under constraints.txt with the same torch pin, and COPY sources that exist; the
+GPU stack the speed switches need (a compiler for Triton, the `gpu` extra, flash-attn at its pin)."""
 
 from __future__ import annotations
 
@@ -114,6 +115,9 @@ def check_dockerfile(path: Path, repo_root: Path) -> list[Finding]:
             )
         )
     findings += _installs(where, instructions, args, repo_root)
+    findings += _gpu_stack(
+        where, final_base, [_expand(i.arguments, args) for i in instructions if i.keyword == "RUN"], repo_root
+    )
     findings += _dockerignore(repo_root)
     return findings
 
@@ -176,7 +180,7 @@ def _installs(
     runs = [_expand(item.arguments, args) for item in instructions if item.keyword == "RUN"]
     findings = []
     if not any(
-        re.search(r"(-c|--constraint)\s+constraints\.txt", run) and re.search(r"install\b", run)
+        re.search(r"install\b.*(-c|--constraint)\s+constraints\.txt\s+[\"']?\.(\[[^\]]*\])?[\"']?(\s|$)", run)
         for run in runs
     ):
         findings.append(
@@ -206,6 +210,46 @@ def _installs(
                 where,
                 "ARG PYTHON_VERSION",
                 f"got {python!r}, expected a pinned 3.11+ version (requires-python)",
+            )
+        )
+    return findings
+
+
+def _gpu_stack(where: str, final_base: str, runs: list[str], repo_root: Path) -> list[Finding]:
+    """What the speed switches need at run time: a compiler for Triton (torch.compile, liger-kernel),
+    the `gpu` extra (liger-kernel, bitsandbytes) and flash-attn at the constraints' pin."""
+    findings = []
+    compiler = "-devel" in final_base or any(
+        re.search(r"apt-get install\b.*\b(build-essential|gcc|clang)\b", run) for run in runs
+    )
+    if not compiler:
+        findings.append(
+            Finding(
+                "docker-compiler",
+                where,
+                "FROM",
+                f"got {final_base!r} and no compiler installed, expected a CUDA devel base or build-essential "
+                "(Triton compiles at run time: torch.compile, liger-kernel)",
+            )
+        )
+    if not any(re.search(r"install\b.*\.\[[^\]]*\bgpu\b", run) for run in runs):
+        findings.append(
+            Finding(
+                "docker-gpu-extra",
+                where,
+                "RUN",
+                "expected the package installed with its `gpu` extra (.[gpu])",
+            )
+        )
+    pinned = pinned_version(repo_root, "flash-attn")
+    installed = [match for run in runs for match in re.findall(r"flash-attn==([\w.+-]+)", run)]
+    if not installed or any(version != pinned for version in installed):
+        findings.append(
+            Finding(
+                "docker-flash-attn",
+                where,
+                "RUN",
+                f"got flash-attn=={installed}, expected flash-attn=={pinned} (constraints.txt)",
             )
         )
     return findings

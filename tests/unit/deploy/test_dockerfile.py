@@ -24,9 +24,9 @@ def test_parse_joins_continuations_and_skips_comments() -> None:
 
 
 CASES = [
-    ("docker-base-pinned", "FROM nvidia/cuda:13.0.1-cudnn-runtime-ubuntu24.04", "FROM nvidia/cuda:latest"),
+    ("docker-base-pinned", "FROM nvidia/cuda:13.0.1-cudnn-devel-ubuntu24.04", "FROM nvidia/cuda:latest"),
     ("docker-base-pinned", "COPY --from=uv /uv", "COPY --from=ghcr.io/astral-sh/uv /uv"),
-    ("docker-cuda-base", "FROM nvidia/cuda:13.0.1-cudnn-runtime-ubuntu24.04", "FROM ubuntu:24.04"),
+    ("docker-cuda-base", "FROM nvidia/cuda:13.0.1-cudnn-devel-ubuntu24.04", "FROM ubuntu:24.04"),
     ("docker-user", "USER 1000:1000", "USER root"),
     ("docker-user", "USER 1000:1000", ""),
     (
@@ -36,10 +36,16 @@ CASES = [
     ),
     ("docker-secrets", "ARG PYTHON_VERSION=3.11.14", "ARG PYTHON_VERSION=3.11.14\nARG HF_TOKEN"),
     ("docker-secrets", "COPY jobs ./jobs", "COPY .env ./\nCOPY jobs ./jobs"),
-    ("docker-constraints", "RUN uv pip install --constraint constraints.txt .", "RUN uv pip install ."),
+    (
+        "docker-constraints",
+        'RUN uv pip install --constraint constraints.txt ".[gpu]"',
+        'RUN uv pip install ".[gpu]"',
+    ),
     ("docker-torch", "ARG TORCH_VERSION=2.13.0", "ARG TORCH_VERSION=2.12.0"),
     ("docker-python", "ARG PYTHON_VERSION=3.11.14", "ARG PYTHON_VERSION=3.10.14"),
     ("docker-copy", "COPY jobs ./jobs", "COPY jobz ./jobs"),
+    ("docker-gpu-extra", 'constraints.txt ".[gpu]"', "constraints.txt ."),
+    ("docker-flash-attn", "ARG FLASH_ATTN_VERSION=2.8.3.post2", "ARG FLASH_ATTN_VERSION=2.8.2"),
 ]
 
 
@@ -61,3 +67,22 @@ def test_dockerignore_rule_fires(tmp_path: Path) -> None:
         shutil.copy(REPO_ROOT / name, tmp_path / name)
     (tmp_path / ".dockerignore").write_text(".git\nruns\n")
     assert "dockerignore" in {finding.rule for finding in check_dockerfile(tmp_path / "Dockerfile", tmp_path)}
+
+
+def test_a_compiler_comes_from_a_devel_base_or_build_essential(tmp_path: Path) -> None:
+    for name in ("constraints.txt", "pyproject.toml", ".dockerignore", "README.md"):
+        shutil.copy(REPO_ROOT / name, tmp_path / name)
+    for name in ("jobs", "configs", "taiyi_ray"):
+        (tmp_path / name).mkdir()
+    text = (REPO_ROOT / "Dockerfile").read_text()
+    runtime = text.replace("cudnn-devel-ubuntu24.04", "cudnn-runtime-ubuntu24.04")
+    bare = runtime.replace("tini build-essential", "tini")
+    for variant, fires in (
+        (text, False),
+        (runtime, False),
+        (text.replace("tini build-essential", "tini"), False),
+        (bare, True),
+    ):
+        (tmp_path / "Dockerfile").write_text(variant)
+        rules = {finding.rule for finding in check_dockerfile(tmp_path / "Dockerfile", tmp_path)}
+        assert ("docker-compiler" in rules) is fires, rules
