@@ -120,6 +120,11 @@ class StageConfig(StrictModel):
             raise ValueError("offload_params needs zero_stage 3")
         if self.offload_optimizer and self.zero_stage < 1:
             raise ValueError("offload_optimizer needs zero_stage >= 1")
+        if self.method == "qlora" and self.zero_stage == 3:
+            raise ValueError(
+                "method qlora with zero_stage 3: ZeRO-3 cannot partition the 4-bit base; use zero_stage 2 "
+                "(the frozen 4-bit base is replicated, a quarter of its bf16 size)"
+            )
         return self
 
     def global_batch_size(self) -> int:

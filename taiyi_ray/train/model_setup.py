@@ -25,35 +25,40 @@ class TrainModel:
     base_location: str  # the base model directory the result's adapter (or weights) belongs to
 
 
-def _base_model(
-    spec: TrainSpec, storage: Storage, scratch: str, dtype: torch.dtype
-) -> tuple[PreTrainedModel, str]:
-    """The weights this stage starts from: the previous stage's base (or its full weights), or model.base."""
+def base_source(spec: TrainSpec) -> tuple[str, str]:
+    """(where the starting weights are, the base model the result belongs to): the previous stage's full
+    weights or its base, else model.base; local paths or object-storage URIs alike."""
     previous = spec.init_from
     if previous is not None and spec.init_from_dir is not None:
         if previous.method == "full" and previous.weights:
-            location = join(spec.init_from_dir, previous.weights)
-        else:
-            location = previous.base_model
-        return load_causal_lm(
-            storage.cached_dir(location, scratch), dtype, spec.model.attn_implementation
-        ), previous.base_model
+            return join(spec.init_from_dir, previous.weights), previous.base_model
+        return previous.base_model, previous.base_model
     if spec.model.base is None:
         raise ValueError("model.base is not set (the stage job saves a tiny random base and sets it)")
-    return load_causal_lm(
-        storage.cached_dir(spec.model.base, scratch), dtype, spec.model.attn_implementation
-    ), spec.model.base
+    return spec.model.base, spec.model.base
+
+
+def _base_model(
+    spec: TrainSpec, storage: Storage, scratch: str, dtype: torch.dtype
+) -> tuple[PreTrainedModel, str]:
+    """The starting weights, fetched once per node (storage.cache_dir) and loaded once: in 4-bit NF4
+    straight from the files for QLoRA, never first in full precision."""
+    location, base = base_source(spec)
+    local = storage.cached_dir(location, scratch)
+    if spec.stage.method == "qlora":
+        return _load_quantized(local, spec), base
+    return load_causal_lm(local, dtype, spec.model.attn_implementation), base
 
 
 def _check_qlora(stage: StageConfig) -> None:
     if stage.method != "qlora":
         return
-    if not torch.cuda.is_available():
-        raise RuntimeError("method qlora needs a CUDA GPU (bitsandbytes 4-bit NF4); on CPU use method: lora")
     try:
         import bitsandbytes  # noqa: F401
     except ImportError as error:
-        raise RuntimeError("method qlora needs bitsandbytes: pip install bitsandbytes") from error
+        raise RuntimeError(
+            "method qlora needs bitsandbytes (pip install 'taiyi-ray[gpu]'; the image has it)"
+        ) from error
 
 
 def _peft_config(stage: StageConfig) -> PeftLoraConfig:
@@ -72,8 +77,6 @@ def build_train_model(spec: TrainSpec, storage: Storage, scratch: str, dtype: to
     stage = spec.stage
     _check_qlora(stage)
     model, base_location = _base_model(spec, storage, scratch, dtype)
-    if stage.method == "qlora":
-        model = _quantize(model, base_location, spec, dtype)
     previous = spec.init_from
     if (
         previous is not None
@@ -98,29 +101,24 @@ def build_train_model(spec: TrainSpec, storage: Storage, scratch: str, dtype: to
     return TrainModel(model, base_location)
 
 
-def _quantize(
-    model: PreTrainedModel, base_location: str, spec: TrainSpec, dtype: torch.dtype
-) -> PreTrainedModel:
-    """QLoRA as Taiyi did it: the base loaded in 4-bit NF4 with double quantisation, bf16 compute."""
+def _load_quantized(directory: str, spec: TrainSpec) -> PreTrainedModel:
+    """QLoRA as Taiyi did it: the base in 4-bit NF4 with double quantisation and bf16 compute, on this
+    worker's GPU (bitsandbytes' CPU backend on CPU), then prepared for k-bit training."""
     from peft import prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    if base_location is None:
-        raise RuntimeError(
-            "qlora needs a base model directory (model.base); the tiny random model is for CPU tests"
-        )
     quantization = BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=torch.bfloat16,
     )
-    del model
+    device = torch.cuda.current_device() if spec.stage.use_gpu and torch.cuda.is_available() else "cpu"
     quantized = AutoModelForCausalLM.from_pretrained(
-        base_location,
+        directory,
         quantization_config=quantization,
         dtype=torch.bfloat16,
-        device_map={"": torch.cuda.current_device()},
+        device_map={"": device},
         attn_implementation=spec.model.attn_implementation,
     )
     return prepare_model_for_kbit_training(

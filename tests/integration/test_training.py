@@ -213,6 +213,29 @@ def _adapter_l2(storage: Storage, run_dir: str, tmp_path: Path) -> float:
     return math.sqrt(sum(float((tensor.float() ** 2).sum()) for tensor in load_file(str(local)).values()))
 
 
+def test_qlora_loads_the_s3_base_once_in_4bit_nf4_and_trains(
+    clean_stage1: dict[str, Any], prepared_shards: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """method: qlora with model.base an s3:// directory (the 7B configs' case): fetched once for the
+    node's two workers, loaded straight in 4-bit NF4 (bitsandbytes' CPU backend here), LoRA trains."""
+    base = f"{clean_stage1['run_dir']}/model/base_model"
+    cache = tmp_path_factory.mktemp("qlora-cache")
+    config = shards_config(
+        prepared_shards, f"model.base={base}", "stage1.method=qlora", "stage1.max_steps=4",
+        f"storage.cache_dir={cache}",
+    )  # fmt: skip
+    run_dir = f"{prepared_shards['root']}/runs/stage1-qlora"
+    with s3_request_log() as requests:
+        summary = run_stage(config, "stage1", run_dir)
+    assert requests.gets(f"{base.removeprefix('s3://')}/model.safetensors") == 1
+    assert summary["method"] == "qlora" and summary["steps"] == 4 and math.isfinite(summary["final_loss"])
+    clean = clean_stage1["summary"]["first_loss"]  # same base, data and seed, full-precision base
+    assert summary["first_loss"] != clean and abs(summary["first_loss"] - clean) < 0.05 * clean
+    local = Storage(config.storage).download_dir(f"{run_dir}/model/adapter", tmp_path_factory.mktemp("qa"))
+    adapter = load_file(f"{local}/adapter_model.safetensors")
+    assert any(name.endswith("lora_B.weight") and tensor.abs().sum() > 0 for name, tensor in adapter.items())
+
+
 def test_stage2_continues_stage1_under_zero3_and_exports(
     clean_stage1: dict[str, Any], prepared_shards: dict[str, Any], tmp_path: Path
 ) -> None:

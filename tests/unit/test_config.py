@@ -105,6 +105,9 @@ def test_cross_field_rules(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD.replace("  epochs: 2", "  epochs: 2\n  offload_params: true"))
     with pytest.raises(ConfigError, match="offload_params needs zero_stage 3"):
         load_job_config(Stage1JobConfig, path)
+    path = write(tmp_path, GOOD.replace("  epochs: 2", "  epochs: 2\n  method: qlora\n  zero_stage: 3"))
+    with pytest.raises(ConfigError, match="method qlora with zero_stage 3: ZeRO-3 cannot partition"):
+        load_job_config(Stage1JobConfig, path)
     path = write(tmp_path, GOOD.replace("    - set: stage1", "    - set: stage1\n      uri: s3://b/x"))
     with pytest.raises(ConfigError, match="exactly one of `set`"):
         load_job_config(Stage1JobConfig, path)
