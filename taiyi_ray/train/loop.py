@@ -35,6 +35,7 @@ from taiyi_ray.train.checkpoint import (
 from taiyi_ray.train.fault import maybe_fault
 from taiyi_ray.train.metrics import MetricsWriter, flops_per_token, peak_flops
 from taiyi_ray.train.outputs import RunOutputs
+from taiyi_ray.train.preemption import NodePreempted
 from taiyi_ray.train.step import items_per_micro_batch, micro_batch_loss
 from taiyi_ray.train.worker import Worker, setup_worker
 
@@ -66,6 +67,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 len(step_data.sample_ids),
                 float(stop_requested),
                 data_wait,
+                float(worker.preemption.requested()),  # a local stat: this rank's node is being evicted
             ],
             worker.device,
         )
@@ -77,7 +79,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         outputs.record_step(
             position.global_step, step_data.epoch, step_data.sample_ids, step_data.datasets, record, writer
         )
-        stop = totals[4] > 0
+        preempted = totals[6] > 0
+        stop = totals[4] > 0 or preempted
         last_step = position.global_step >= spec.total_steps
         if (
             spec.validation is not None
@@ -90,6 +93,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             started = time.perf_counter()
             _checkpoint(worker, position, outputs, writer, record)
             tick += time.perf_counter() - started  # step times exclude checkpointing only
+        if preempted:
+            worker.preemption.acknowledge(position.global_step)
+            raise NodePreempted(
+                f"a node of the worker group is being evicted: checkpointed at step {position.global_step}, "
+                "Ray Train restarts the group from it"
+            )
         if stop:
             log.info("stop requested: checkpointed at step %d, exiting", position.global_step)
             break
@@ -97,6 +106,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if writer is not None:
         writer.close()
     outputs.finish(worker.engine, worker.built, worker.tokenizer, spec, last_loss, position)
+    worker.preemption.close()
     discard(worker.scratch)
 
 

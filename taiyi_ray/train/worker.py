@@ -25,6 +25,7 @@ from taiyi_ray.train.checkpoint import (
 )
 from taiyi_ray.train.deepspeed_config import build_deepspeed_config, use_bf16
 from taiyi_ray.train.model_setup import TrainModel, build_train_model
+from taiyi_ray.train.preemption import NodePreemption
 from taiyi_ray.train.schedule import lr_multiplier
 from taiyi_ray.train.spec import TrainSpec
 
@@ -50,6 +51,7 @@ class Worker:
     initial_trainable_l2: float
     checkpoint_dir: str | None
     universal_dir: str | None
+    preemption: NodePreemption  # this node's eviction marker (taiyi_ray.train.preemption)
 
     @property
     def frozen_base(self) -> bool:
@@ -157,4 +159,5 @@ def setup_worker(spec: TrainSpec) -> Worker:
         initial_l2,
         checkpoint_dir,
         universal_dir,
+        NodePreemption(),
     )

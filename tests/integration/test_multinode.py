@@ -57,8 +57,9 @@ def alive(pids: list[int]) -> list[int]:
 
 
 @pytest.fixture
-def cluster(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    """Head (2 CPUs, dashboard) + two worker nodes (2 CPUs, one `trainer_slot` each), on 127.0.0.1."""
+def cluster(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """Head (2 CPUs, dashboard) + two worker nodes (2 CPUs, one `trainer_slot` each), on 127.0.0.1.
+    Each worker node has its own eviction marker (TAIYI_PREEMPT_MARKER, node-local as in a pod)."""
     from ray.cluster_utils import Cluster
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
@@ -79,8 +80,15 @@ def cluster(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[
     )  # fmt: skip
     started: list[int] = node_pids(nodes.head_node)
 
+    markers: dict[Any, Path] = {}
+
     def add_worker() -> Any:
-        node = nodes.add_node(num_cpus=2, resources={"trainer_slot": 1}, object_store_memory=store)
+        marker = tmp_path / f"node-{len(markers)}" / "preempt"
+        node = nodes.add_node(
+            num_cpus=2, resources={"trainer_slot": 1}, object_store_memory=store,
+            env_vars={"TAIYI_PREEMPT_MARKER": str(marker)},
+        )  # fmt: skip
+        markers[node] = marker
         started.extend(node_pids(node))
         return node
 
@@ -88,6 +96,7 @@ def cluster(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[
         workers = [add_worker(), add_worker()]
         nodes.wait_for_nodes(timeout=120)
         yield {"nodes": nodes, "workers": workers, "add_worker": add_worker, "address": nodes.address,
+               "markers": markers,
                "dashboard": f"http://127.0.0.1:{dashboard}", "env": dict(os.environ)}  # fmt: skip
     finally:
         nodes.shutdown()
@@ -147,6 +156,17 @@ def _checkpoint_keys(bucket: str, prefix: str) -> list[str]:
     ]
 
 
+def _wait_for_first_checkpoint(process: subprocess.Popen[str], root: str, run: str) -> None:
+    bucket, _, prefix = f"{root}/runs/{run}/train/".removeprefix("s3://").partition("/")
+    deadline = time.monotonic() + 600
+    while not _checkpoint_keys(bucket, prefix):
+        assert process.poll() is None, (
+            f"run ended before its first checkpoint:\n{process.communicate()[0][-4000:]}"
+        )
+        assert time.monotonic() < deadline, "no checkpoint in S3 after 600 s"
+        time.sleep(1)
+
+
 def test_two_node_training_survives_losing_a_node(cluster: dict[str, Any], shared_dir: Path) -> None:
     root = s3_root("multinode")
     common = (
@@ -164,15 +184,8 @@ def test_two_node_training_survives_losing_a_node(cluster: dict[str, Any], share
         f"train workers on {worker_nodes}, head {head}"
     )
 
-    bucket, _, prefix = f"{root}/runs/faulted/train/".removeprefix("s3://").partition("/")
     faulted = _job(cluster, "stage1", *common, run_dir=f"{root}/runs/faulted")
-    deadline = time.monotonic() + 600
-    while not _checkpoint_keys(bucket, prefix):
-        assert faulted.poll() is None, (
-            f"run ended before its first checkpoint:\n{faulted.communicate()[0][-4000:]}"
-        )
-        assert time.monotonic() < deadline, "no checkpoint in S3 after 600 s"
-        time.sleep(1)
+    _wait_for_first_checkpoint(faulted, root, "faulted")
     cluster["nodes"].remove_node(cluster["workers"][1], allow_graceful=False)  # SIGKILL: the node vanishes
     time.sleep(5)
     cluster["add_worker"]()  # the node comes back (a replacement VM with the same label)
@@ -184,3 +197,25 @@ def test_two_node_training_survives_losing_a_node(cluster: dict[str, Any], share
     assert result["data_fingerprint"] == clean["data_fingerprint"], (
         "samples were lost or repeated across the restart"
     )
+
+    # A worker pod evicted: its preStop hook (the command k8s/base/raycluster.yaml runs) writes the node's
+    # marker and waits; the group checkpoints at the step reached, Ray Train restarts it, then the node
+    # goes (SIGKILL after the hook, as kubelet's SIGTERM + grace period would end it) and a new one comes.
+    evicted_node = cluster["workers"][0]
+    evicted = _job(cluster, "stage1", *common, "stage1.max_failures=4", run_dir=f"{root}/runs/evicted")
+    _wait_for_first_checkpoint(evicted, root, "evicted")
+    hook = subprocess.run(
+        [sys.executable, "-m", "taiyi_ray.train.preemption", "--timeout-s", "300"],
+        env={**cluster["env"], "TAIYI_PREEMPT_MARKER": str(cluster["markers"][evicted_node])},
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=320,
+    )  # fmt: skip
+    assert hook.returncode == 0 and "checkpointed at step" in hook.stdout, hook.stdout + hook.stderr
+    acknowledged = int(hook.stdout.rsplit("checkpointed at step", 1)[1].split()[0])
+    cluster["nodes"].remove_node(evicted_node, allow_graceful=False)
+    cluster["add_worker"]()
+    result = _finish(evicted)
+    assert result["restarts"] >= 1 and result["resumed_from_step"] == acknowledged < STEPS, (
+        acknowledged,
+        result,
+    )
+    assert result["steps"] == clean["steps"] and result["data_fingerprint"] == clean["data_fingerprint"]
