@@ -70,7 +70,7 @@ def build_model(shape: TinyQwen2Shape, vocab: int, pad_id: int) -> torch.nn.Modu
 def bare_pytorch(
     model: torch.nn.Module, data: list[dict[str, torch.Tensor]], lr: float, pad_id: int
 ) -> float:
-    from taiyi_ray.train.step import micro_batch_loss
+    from taiyi_ray.train.loop import micro_batch_loss
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     rates = []
@@ -92,8 +92,8 @@ def deepspeed_loop(
     import torch.distributed as dist
 
     from taiyi_ray.config.train import DataSource, StageConfig
-    from taiyi_ray.train.deepspeed_config import build_deepspeed_config
-    from taiyi_ray.train.step import micro_batch_loss
+    from taiyi_ray.train.loop import micro_batch_loss
+    from taiyi_ray.train.optimization import build_deepspeed_config
 
     os.environ.update(
         {

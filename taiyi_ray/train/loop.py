@@ -4,6 +4,13 @@ Read it top to bottom: set up (tokenizer, model, DeepSpeed engine), restore the 
 Ray Train hands one back, then for each optimizer step of this worker's data stream: forward/backward
 every micro-batch with a loss normalised by the answer tokens of the WHOLE global batch, step, log,
 checkpoint. Stage 1 and stage 2 run this same loop; only their data sources and starting weights differ.
+
+The loss of one micro-batch is normalised so that a step's gradient is that of the token mean over the
+WHOLE global batch — independent of how its rows are split into micro-batches and workers.
+
+DeepSpeed scales each micro-batch loss by 1/accumulation and averages gradients over workers. With N the
+answer tokens of the global batch, giving each micro-batch loss = sum(CE) / (N / (world x accumulation))
+makes the update exactly grad(sum of all CE) / N (a mean over answer tokens, not over rows).
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import ray.train
@@ -36,7 +43,6 @@ from taiyi_ray.train.fault import maybe_fault
 from taiyi_ray.train.metrics import MetricsWriter, flops_per_token, peak_flops
 from taiyi_ray.train.outputs import RunOutputs
 from taiyi_ray.train.preemption import NodePreempted
-from taiyi_ray.train.step import items_per_micro_batch, micro_batch_loss
 from taiyi_ray.train.worker import Worker, setup_worker
 
 log = logging.getLogger(__name__)
@@ -59,28 +65,25 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         data_wait = time.perf_counter() - waiting_since  # blocked on the input stream
         loss_sum = _train_step(worker, step_data)
         stop_requested = worker.rank == 0 and outputs.stop_requested()
-        totals = _all_reduce(
-            [
-                loss_sum,
-                step_data.label_tokens,
-                step_data.tokens,
-                len(step_data.sample_ids),
-                float(stop_requested),
-                data_wait,
-                float(worker.preemption.requested()),  # a local stat: this rank's node is being evicted
-            ],
-            worker.device,
-        )
+        totals = StepTotals(
+            loss_sum=loss_sum,
+            label_tokens=step_data.label_tokens,
+            tokens=step_data.tokens,
+            samples=len(step_data.sample_ids),
+            stop_requests=float(stop_requested),
+            data_wait_s=data_wait,
+            evicted_ranks=float(worker.preemption.requested()),  # a local stat: is this rank's node evicted?
+        ).summed_over_workers(worker.device)
         epoch_done = _advance(position, step_data, worker)
-        last_loss = totals[0] / max(totals[1], 1.0)
+        last_loss = totals.loss
         now = time.perf_counter()  # wall time since the last step: data, compute, the last step's logging
         record = _step_record(worker, position, step_data, totals, now - tick)
         tick = now
         outputs.record_step(
             position.global_step, step_data.epoch, step_data.sample_ids, step_data.datasets, record, writer
         )
-        preempted = totals[6] > 0
-        stop = totals[4] > 0 or preempted
+        preempted = totals.evicted_ranks > 0
+        stop = totals.stop_requests > 0 or preempted
         last_step = position.global_step >= spec.total_steps
         if (
             spec.validation is not None
@@ -154,7 +157,7 @@ def _advance(position: DataPosition, step: StepData, worker: Worker) -> bool:
 
 
 def _step_record(
-    worker: Worker, position: DataPosition, step: StepData, totals: list[float], elapsed: float
+    worker: Worker, position: DataPosition, step: StepData, totals: StepTotals, elapsed: float
 ) -> dict[str, Any]:
     """The metrics of one step (JSONL, TensorBoard, progress line)."""
     shape = (
@@ -170,17 +173,17 @@ def _step_record(
     return {
         "step": position.global_step,
         "epoch": step.epoch,
-        "loss": totals[0] / max(totals[1], 1.0),
+        "loss": totals.loss,
         "lr": worker.scheduler.get_last_lr()[0],
         "grad_norm": _grad_norm(worker.engine),
-        "tokens": int(totals[2]),
-        "label_tokens": int(totals[1]),
-        "samples": int(totals[3]),
-        "tokens_per_s": totals[2] / elapsed,
-        "samples_per_s": totals[3] / elapsed,
+        "tokens": int(totals.tokens),
+        "label_tokens": int(totals.label_tokens),
+        "samples": int(totals.samples),
+        "tokens_per_s": totals.tokens / elapsed,
+        "samples_per_s": totals.samples / elapsed,
         "step_s": elapsed,
-        "data_wait_s": totals[5] / worker.world,  # mean over workers: is the input the bottleneck?
-        "mfu": None if peak is None else totals[2] / elapsed / worker.world * flops / peak,
+        "data_wait_s": totals.data_wait_s / worker.world,  # mean over workers: is the input the bottleneck?
+        "mfu": None if peak is None else totals.tokens / elapsed / worker.world * flops / peak,
         "gpu_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if worker.on_gpu else None,
     }
 
@@ -194,10 +197,33 @@ def _open_segment(position: DataPosition, world: int, rows_per_step: int) -> Non
         position.segments.append(Segment(world, rows_per_step, 0))
 
 
+@dataclass(frozen=True)
+class StepTotals:
+    """What one step sums over the workers: each rank fills in its own values, one all-reduce adds them."""
+
+    loss_sum: float | torch.Tensor  # summed token losses (a device tensor before the reduction)
+    label_tokens: float
+    tokens: float
+    samples: float
+    stop_requests: float  # > 0: rank 0 found the run dir's STOP marker (`ray job stop`)
+    data_wait_s: float  # seconds blocked on the input stream, summed over workers
+    evicted_ranks: float  # > 0: a rank's node is being evicted (taiyi_ray.train.preemption)
+
+    @property
+    def loss(self) -> float:
+        """The step's token-mean loss over the whole global batch."""
+        return float(self.loss_sum) / max(self.label_tokens, 1.0)
+
+    def summed_over_workers(self, device: torch.device) -> StepTotals:
+        names = [field.name for field in fields(self)]
+        summed = _all_reduce([getattr(self, name) for name in names], device)
+        return StepTotals(**dict(zip(names, summed, strict=True)))
+
+
 def _train_step(worker: Worker, step: StepData) -> torch.Tensor:
     """Forward/backward all micro-batches of one step; returns this worker's summed token loss.
 
-    The normalisation (taiyi_ray.train.step) makes the gradient that of the token mean over the whole
+    The normalisation (`micro_batch_loss`) makes the gradient that of the token mean over the whole
     global batch, however it is split into micro-batches and workers.
     """
     engine, device = worker.engine, worker.device
@@ -214,6 +240,26 @@ def _train_step(worker: Worker, step: StepData) -> torch.Tensor:
         engine.step()
         loss_sum += loss.detach().double() * divisor
     return loss_sum
+
+
+def items_per_micro_batch(global_label_tokens: float, world: int, accumulation: int) -> float:
+    """The divisor handed to the model's loss (`num_items_in_batch`)."""
+    return max(global_label_tokens, 1.0) / (world * accumulation)
+
+
+def micro_batch_loss(model: Any, batch: dict[str, torch.Tensor], divisor: float) -> torch.Tensor:
+    """sum(CE over the batch's answer tokens) / divisor, through the model's own loss (so fused or
+    kernel-replaced losses, e.g. liger's, apply). No attention mask: position ids that restart per
+    sample make transformers build a block-diagonal causal mask, so packed samples never attend across."""
+    divisor_tensor = torch.tensor(divisor, device=batch["input_ids"].device)
+    output = model(
+        input_ids=batch["input_ids"],
+        position_ids=batch["position_ids"],
+        labels=batch["labels"],
+        num_items_in_batch=divisor_tensor,
+        use_cache=False,
+    )
+    return output.loss
 
 
 def _all_reduce(values: list[float | torch.Tensor], device: torch.device) -> list[float]:

@@ -1,14 +1,24 @@
-"""The DeepSpeed JSON, generated from the stage config (one source of truth for the batch maths).
+"""How a stage optimizes: the DeepSpeed JSON (generated from the stage config: one source of truth for
+the batch maths), the optimizer and the learning-rate schedule.
 
 The optimizer and LR schedule are handed to `deepspeed.initialize` as torch objects (AdamW, LambdaLR):
 torch's AdamW needs no JIT-built op on CPU, is fused on CUDA, and keeps the schedule code in one place.
+Schedules are multipliers of the peak lr (for LambdaLR):
+
+- constant_with_warmup (Taiyi): linear warm-up over `warmup_ratio` of the steps, then constant.
+- cosine / linear: warm-up, then decay to `min_lr_ratio` x peak at the last step.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from taiyi_ray.config.train import StageConfig
+
+if TYPE_CHECKING:
+    import torch
 
 
 def use_bf16(stage: StageConfig, on_gpu: bool) -> bool:
@@ -43,3 +53,44 @@ def build_deepspeed_config(stage: StageConfig, world_size: int, on_gpu: bool) ->
         "wall_clock_breakdown": False,
         "checkpoint": {"load_universal": False},
     }
+
+
+def lr_multiplier(
+    kind: str, total_steps: int, warmup_ratio: float, min_lr_ratio: float = 0.0
+) -> Callable[[int], float]:
+    warmup = math.ceil(warmup_ratio * total_steps)
+
+    def multiplier(step: int) -> float:
+        # LambdaLR calls this with the number of optimizer steps taken; step 0 trains at 1/warmup.
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if kind == "constant_with_warmup":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        if kind == "cosine":
+            shape = 0.5 * (1.0 + math.cos(math.pi * progress))
+        elif kind == "linear":
+            shape = 1.0 - progress
+        else:
+            raise ValueError(f"unknown lr schedule {kind!r}; expected constant_with_warmup, cosine or linear")
+        return min_lr_ratio + (1.0 - min_lr_ratio) * shape
+
+    return multiplier
+
+
+def build_optimizer(
+    trainable: list[torch.nn.Parameter], stage: StageConfig, total_steps: int, on_gpu: bool
+) -> tuple[Any, Any]:
+    """AdamW (fused on CUDA) and its LambdaLR schedule over the stage's `total_steps`."""
+    import torch
+
+    optimizer = torch.optim.AdamW(
+        trainable,
+        lr=stage.learning_rate,
+        betas=stage.adam_betas,
+        eps=stage.adam_epsilon,
+        weight_decay=stage.weight_decay,
+        fused=on_gpu,
+    )
+    multiplier = lr_multiplier(stage.lr_schedule, total_steps, stage.warmup_ratio, stage.min_lr_ratio)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)

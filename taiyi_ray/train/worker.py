@@ -23,16 +23,15 @@ from taiyi_ray.train.checkpoint import (
     saved_world_size,
     to_universal,
 )
-from taiyi_ray.train.deepspeed_config import build_deepspeed_config, use_bf16
 from taiyi_ray.train.model_setup import TrainModel, build_train_model
+from taiyi_ray.train.optimization import build_deepspeed_config, build_optimizer, use_bf16
 from taiyi_ray.train.preemption import NodePreemption
-from taiyi_ray.train.schedule import lr_multiplier
 from taiyi_ray.train.spec import TrainSpec
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Worker:
     """One training worker's state for a whole stage."""
 
@@ -78,20 +77,6 @@ def resume_point(storage: Storage, spec: TrainSpec) -> Any:
     return max(candidates, key=lambda item: item[0])[1] if candidates else None
 
 
-def _optimizer(trainable: list[torch.nn.Parameter], spec: TrainSpec, on_gpu: bool) -> tuple[Any, Any]:
-    stage = spec.stage
-    optimizer = torch.optim.AdamW(
-        trainable,
-        lr=stage.learning_rate,
-        betas=stage.adam_betas,
-        eps=stage.adam_epsilon,
-        weight_decay=stage.weight_decay,
-        fused=on_gpu,
-    )
-    multiplier = lr_multiplier(stage.lr_schedule, spec.total_steps, stage.warmup_ratio, stage.min_lr_ratio)
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
-
-
 def _checkpoint_to_load(
     storage: Storage, spec: TrainSpec, rank: int, world: int, scratch: str
 ) -> tuple[str | None, str | None]:
@@ -130,7 +115,7 @@ def setup_worker(spec: TrainSpec) -> Worker:
     # Recorded so a test (or a user) can tell continued weights from freshly initialised ones.
     initial_l2 = float(torch.sqrt(sum((parameter.detach().float() ** 2).sum() for parameter in trainable)))
     matmul_params = matmul_parameters(built.model)  # before ZeRO-3 partitions the weights
-    optimizer, scheduler = _optimizer(trainable, spec, on_gpu)
+    optimizer, scheduler = build_optimizer(trainable, stage, spec.total_steps, on_gpu)
     checkpoint_dir, universal_dir = _checkpoint_to_load(storage, spec, rank, world, scratch)
     ds_config = build_deepspeed_config(stage, world, on_gpu)
     ds_config["checkpoint"]["load_universal"] = universal_dir is not None
@@ -144,20 +129,20 @@ def setup_worker(spec: TrainSpec) -> Worker:
     if stage.torch_compile:
         engine.compile()  # inductor on GPU and CPU; the stream pads to a fixed width (static shapes)
     return Worker(
-        spec,
-        rank,
-        world,
-        device,
-        on_gpu,
-        storage,
-        scratch,
-        tokenizer,
-        built,
-        engine,
-        scheduler,
-        matmul_params,
-        initial_l2,
-        checkpoint_dir,
-        universal_dir,
-        NodePreemption(),
+        spec=spec,
+        rank=rank,
+        world=world,
+        device=device,
+        on_gpu=on_gpu,
+        storage=storage,
+        scratch=scratch,
+        tokenizer=tokenizer,
+        built=built,
+        engine=engine,
+        scheduler=scheduler,
+        matmul_params=matmul_params,
+        initial_trainable_l2=initial_l2,
+        checkpoint_dir=checkpoint_dir,
+        universal_dir=universal_dir,
+        preemption=NodePreemption(),
     )

@@ -13,7 +13,7 @@ from taiyi_ray.data.pack import pack_table
 from taiyi_ray.data.stream import collate
 from taiyi_ray.data.tokenize import IGNORE_INDEX, TOKENIZED_SCHEMA
 from taiyi_ray.model.factory import build_tiny_qwen2
-from taiyi_ray.train.step import items_per_micro_batch, micro_batch_loss
+from taiyi_ray.train.loop import items_per_micro_batch, micro_batch_loss
 
 VOCAB, PAD = 512, 0
 
