@@ -37,7 +37,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from taiyi_ray.config.data import Language, Task
-from taiyi_ray.data import answer_text as at
+from taiyi_ray.data import answer_text
 from taiyi_ray.data.vocab import (
     CMEEE_TYPE_NAMES,
     RELATION_NAMES,
@@ -121,7 +121,8 @@ def serialise(prediction: Prediction, spec: AnswerSpec) -> str:
         prefix = _PREFIX["labels" if task == "tc_multilabel" else "label"][language]
         known = set(spec.label_names or ())
         items = [
-            at.escape(label, at.LABEL_SPECIAL, guard_none=label not in known) for label in prediction.labels
+            answer_text.escape(label, answer_text.LABEL_SPECIAL, guard_none=label not in known)
+            for label in prediction.labels
         ]
         return prefix + _COLON[language] + (_ITEM_JOIN[language].join(items) if items else _NONE[language])
     if task == "qa_yesno":
@@ -140,7 +141,7 @@ def _serialise_entities(prediction: Prediction, spec: AnswerSpec) -> str:
     language = spec.language
     by_type: dict[str, list[str]] = {entity_type: [] for entity_type in spec.entity_types or ()}
     for entity_type, text in prediction.entities:
-        by_type.setdefault(entity_type, []).append(at.escape(text, at.ENTITY_SPECIAL))
+        by_type.setdefault(entity_type, []).append(answer_text.escape(text, answer_text.ENTITY_SPECIAL))
     if not by_type:
         return _NONE[language]
     lines = []
@@ -155,9 +156,9 @@ def _serialise_relations(prediction: Prediction, spec: AnswerSpec) -> str:
     by_type: dict[str, list[str]] = {}
     for relation_type, head, tail in prediction.relations:
         pair = (
-            at.escape(head, at.PAIR_ITEM_SPECIAL)
+            answer_text.escape(head, answer_text.PAIR_ITEM_SPECIAL)
             + _PAIR_JOIN[language]
-            + at.escape(tail, at.PAIR_ITEM_SPECIAL)
+            + answer_text.escape(tail, answer_text.PAIR_ITEM_SPECIAL)
         )
         by_type.setdefault(relation_type, []).append(f"[{pair}]")
     if not by_type:
@@ -227,15 +228,15 @@ def _type_lookup(names: Sequence[str] | None, language: Language, entities: bool
     pairs = [(name, name) for name in known]
     pairs += [(display(name, language), name) for name in known]
     pairs += [(display(name, "en" if language == "zh" else "zh"), name) for name in known]
-    return at.name_lookup(pairs)
+    return answer_text.name_lookup(pairs)
 
 
 def _resolve(label: str, lookup: dict[str, str], open_vocabulary: bool) -> str | None:
     """The type a line's label names, or None when it names none the prompt offered."""
-    found = lookup.get(at.label_key(label))
+    found = lookup.get(answer_text.label_key(label))
     if found is not None or not open_vocabulary:
         return found
-    cleaned = at.clean_label(label)
+    cleaned = answer_text.clean_label(label)
     return cleaned if cleaned and len(cleaned) <= 60 and not any(c in cleaned for c in "[]【】") else None
 
 
@@ -244,7 +245,7 @@ def _parse_entities(text: str, spec: AnswerSpec) -> ParseResult:
     found: dict[tuple[str, str], None] = {}
     recognised, problems = 0, []
     for line in _lines(text):
-        split = at.split_label(line)
+        split = answer_text.split_label(line)
         entity_type = _resolve(split[0], lookup, spec.entity_types is None) if split else None
         if split is None or entity_type is None:
             problems.append(f"ignored line {line.strip()[:60]!r}")
@@ -252,7 +253,7 @@ def _parse_entities(text: str, spec: AnswerSpec) -> ParseResult:
         recognised += 1
         _add_items(found, entity_type, split[1])
     if not recognised:
-        if at.is_none_word(text):
+        if answer_text.is_none_word(text):
             return ParseResult(Prediction("ner"), True)
         lines = _lines(text)
         if spec.entity_types is not None and len(spec.entity_types) == 1 and lines:
@@ -267,10 +268,10 @@ def _parse_entities(text: str, spec: AnswerSpec) -> ParseResult:
 
 
 def _add_items(found: dict[tuple[str, str], None], entity_type: str, rest: str) -> None:
-    for piece in at.split_unescaped(rest, at.ITEM_SEPARATORS):
-        if not piece.strip() or at.is_none_word(piece):
+    for piece in answer_text.split_unescaped(rest, answer_text.ITEM_SEPARATORS):
+        if not piece.strip() or answer_text.is_none_word(piece):
             continue
-        item = at.strip_item(piece)
+        item = answer_text.strip_item(piece)
         if item:
             found.setdefault((entity_type, item), None)
 
@@ -280,7 +281,7 @@ def _parse_relations(text: str, spec: AnswerSpec) -> ParseResult:
     found: dict[tuple[str, str, str], None] = {}
     recognised, problems = 0, []
     for line in _lines(text):
-        split = at.split_label(line)
+        split = answer_text.split_label(line)
         relation_type = _resolve(split[0], lookup, spec.relation_types is None) if split else None
         if split is None or relation_type is None:
             problems.append(f"ignored line {line.strip()[:60]!r}")
@@ -288,9 +289,13 @@ def _parse_relations(text: str, spec: AnswerSpec) -> ParseResult:
         recognised += 1
         problems += _add_pairs(found, relation_type, split[1])
     if not recognised:
-        if at.is_none_word(text):
+        if answer_text.is_none_word(text):
             return ParseResult(Prediction("re"), True)
-        if spec.relation_types is not None and len(spec.relation_types) == 1 and at.find_pairs(text)[0]:
+        if (
+            spec.relation_types is not None
+            and len(spec.relation_types) == 1
+            and answer_text.find_pairs(text)[0]
+        ):
             problems += _add_pairs(found, spec.relation_types[0], text)
             return ParseResult(
                 Prediction("re", relations=tuple(found)), True, ("no relation-type line", *problems)
@@ -302,12 +307,12 @@ def _parse_relations(text: str, spec: AnswerSpec) -> ParseResult:
 
 
 def _add_pairs(found: dict[tuple[str, str, str], None], relation_type: str, rest: str) -> list[str]:
-    pairs, problems = at.find_pairs(rest)
+    pairs, problems = answer_text.find_pairs(rest)
     for head, tail in pairs:
-        head_text, tail_text = at.strip_item(head), at.strip_item(tail)
+        head_text, tail_text = answer_text.strip_item(head), answer_text.strip_item(tail)
         if head_text and tail_text:
             found.setdefault((relation_type, head_text, tail_text), None)
-    if not pairs and not at.is_none_word(rest):
+    if not pairs and not answer_text.is_none_word(rest):
         problems.append(f"no [head, tail] pair in {rest.strip()[:60]!r}")
     return problems
 
@@ -315,8 +320,8 @@ def _add_pairs(found: dict[tuple[str, str, str], None], relation_type: str, rest
 def _answer_segment(text: str, words: frozenset[str]) -> str:
     """The text after the first `Answer:`-like prefix (any line), or the whole text when there is none."""
     for index, line in enumerate(text.splitlines()):
-        split = at.split_label(line)
-        if split and at.label_key(split[0]) in words:
+        split = answer_text.split_label(line)
+        if split and answer_text.label_key(split[0]) in words:
             rest = split[1].strip()
             return rest or "\n".join(text.splitlines()[index + 1 :])
     return text
@@ -327,15 +332,20 @@ def _parse_labels(text: str, spec: AnswerSpec) -> ParseResult:
     single = spec.task != "tc_multilabel"
     if spec.label_names is None:
         first_line = next(iter(_lines(segment)), "")
-        pieces = (at.strip_item(piece) for piece in at.split_unescaped(first_line, at.ITEM_SEPARATORS))
-        labels = tuple(dict.fromkeys(piece for piece in pieces if piece and not at.is_none_word(piece)))
-        ok = bool(labels) or at.is_none_word(segment)
+        pieces = (
+            answer_text.strip_item(piece)
+            for piece in answer_text.split_unescaped(first_line, answer_text.ITEM_SEPARATORS)
+        )
+        labels = tuple(
+            dict.fromkeys(piece for piece in pieces if piece and not answer_text.is_none_word(piece))
+        )
+        ok = bool(labels) or answer_text.is_none_word(segment)
         prediction = Prediction(spec.task, labels=labels[:1] if single else labels)
         return ParseResult(prediction, ok, () if ok else ("no label found",))
-    found, leftovers = _match_names(at.unescape(segment), spec.label_names)
+    found, leftovers = _match_names(answer_text.unescape(segment), spec.label_names)
     problems = tuple(f"not a known label: {piece!r}" for piece in leftovers[:3])
     if not found:
-        if at.is_none_word(segment) and "none" not in {name.casefold() for name in spec.label_names}:
+        if answer_text.is_none_word(segment) and "none" not in {name.casefold() for name in spec.label_names}:
             return ParseResult(Prediction(spec.task), True)
         return ParseResult(
             Prediction(spec.task),
@@ -404,9 +414,9 @@ def _parse_choice(text: str, spec: AnswerSpec) -> ParseResult:
     for match in (_LEADING_LETTER.match(segment), _ANSWER_IS.search(unicodedata.normalize("NFKC", text))):
         if match and match.group(1).upper() in choices:
             return ParseResult(Prediction("qa_mc", answer=match.group(1).upper()), True)
-    folded = at.canonical_text(segment).casefold()
+    folded = answer_text.canonical_text(segment).casefold()
     for key, option in sorted(choices.items(), key=lambda pair: -len(pair[1])):
-        needle = at.canonical_text(unicodedata.normalize("NFKC", option)).casefold()
+        needle = answer_text.canonical_text(unicodedata.normalize("NFKC", option)).casefold()
         if needle and needle in folded:
             return ParseResult(Prediction("qa_mc", answer=key), True, ("answered with the option text",))
     return ParseResult(

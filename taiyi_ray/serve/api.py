@@ -11,9 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from taiyi_ray.data import instruct
 from taiyi_ray.model.generation import SamplingParams
-from taiyi_ray.serve import openai_api
-from taiyi_ray.serve import schemas as s
-from taiyi_ray.serve import tasks as t
+from taiyi_ray.serve import openai_api, schemas, tasks
 from taiyi_ray.serve.auth import install_auth
 from taiyi_ray.serve.errors import APIError, install_error_handlers
 from taiyi_ray.serve.service import Service
@@ -36,19 +34,19 @@ def create_api(service: Service, api_key_digest: str | None = None) -> FastAPI:
 
 
 def _openai_routes(app: FastAPI, service: Service) -> None:
-    errors = s.error_responses(400, 401, 404, 503)
+    errors = schemas.error_responses(400, 401, 404, 503)
 
-    @app.get("/healthz", response_model=s.Health, responses=s.error_responses(401))
-    async def healthz() -> s.Health:
-        return s.Health(
+    @app.get("/healthz", response_model=schemas.Health, responses=schemas.error_responses(401))
+    async def healthz() -> schemas.Health:
+        return schemas.Health(
             models=service.registry.ids(), loaded=service.registry.loaded_ids(), **vars(service.engine.stats)
         )
 
-    @app.get("/v1/models", response_model=s.ModelList, responses=s.error_responses(401))
-    async def models() -> s.ModelList:
+    @app.get("/v1/models", response_model=schemas.ModelList, responses=schemas.error_responses(401))
+    async def models() -> schemas.ModelList:
         registry = service.registry
         cards = [
-            s.ModelCard(
+            schemas.ModelCard(
                 id=model_id,
                 created=service.started,
                 root=model_id.split(":")[0],
@@ -56,53 +54,57 @@ def _openai_routes(app: FastAPI, service: Service) -> None:
             )
             for model_id in registry.ids()
         ]
-        return s.ModelList(data=cards)
+        return schemas.ModelList(data=cards)
 
-    @app.post("/v1/chat/completions", response_model=s.ChatCompletion, responses={**errors, 200: _STREAM})
-    async def chat_completions(request: s.ChatCompletionRequest) -> s.ChatCompletion | StreamingResponse:
+    @app.post(
+        "/v1/chat/completions", response_model=schemas.ChatCompletion, responses={**errors, 200: _STREAM}
+    )
+    async def chat_completions(
+        request: schemas.ChatCompletionRequest,
+    ) -> schemas.ChatCompletion | StreamingResponse:
         return await openai_api.chat_completions(service, request)
 
-    @app.post("/v1/completions", response_model=s.Completion, responses={**errors, 200: _STREAM})
-    async def completions(request: s.CompletionRequest) -> s.Completion | StreamingResponse:
+    @app.post("/v1/completions", response_model=schemas.Completion, responses={**errors, 200: _STREAM})
+    async def completions(request: schemas.CompletionRequest) -> schemas.Completion | StreamingResponse:
         return await openai_api.completions(service, request)
 
 
 def _task_routes(app: FastAPI, service: Service) -> None:
-    errors = s.error_responses(400, 401, 404, 503)
+    errors = schemas.error_responses(400, 401, 404, 503)
 
-    @app.post("/v1/tasks/ner", response_model=t.TaskResponse, responses=errors)
-    async def entities(request: t.NERRequest) -> t.TaskResponse:
+    @app.post("/v1/tasks/ner", response_model=tasks.TaskResponse, responses=errors)
+    async def entities(request: tasks.NERRequest) -> tasks.TaskResponse:
         return await run_task(service, "ner", request)
 
-    @app.post("/v1/tasks/re", response_model=t.TaskResponse, responses=errors)
-    async def relations(request: t.RERequest) -> t.TaskResponse:
+    @app.post("/v1/tasks/re", response_model=tasks.TaskResponse, responses=errors)
+    async def relations(request: tasks.RERequest) -> tasks.TaskResponse:
         return await run_task(service, "re", request)
 
-    @app.post("/v1/tasks/tc", response_model=t.TaskResponse, responses=errors)
-    async def labels(request: t.TCRequest) -> t.TaskResponse:
+    @app.post("/v1/tasks/tc", response_model=tasks.TaskResponse, responses=errors)
+    async def labels(request: tasks.TCRequest) -> tasks.TaskResponse:
         return await run_task(service, "tc", request)
 
-    @app.post("/v1/tasks/qa", response_model=t.TaskResponse, responses=errors)
-    async def answer(request: t.QARequest) -> t.TaskResponse:
+    @app.post("/v1/tasks/qa", response_model=tasks.TaskResponse, responses=errors)
+    async def answer(request: tasks.QARequest) -> tasks.TaskResponse:
         return await run_task(service, "qa", request)
 
-    @app.post("/v1/tasks/{task}", responses=s.error_responses(401, 404), include_in_schema=False)
+    @app.post("/v1/tasks/{task}", responses=schemas.error_responses(401, 404), include_in_schema=False)
     async def unknown_task(task: str) -> None:
-        raise APIError(404, f"unknown task {task!r}; expected one of {list(t.TASKS)}", param="task")
+        raise APIError(404, f"unknown task {task!r}; expected one of {list(tasks.TASKS)}", param="task")
 
 
-async def run_task(service: Service, task: str, request: t.TaskRequest) -> t.TaskResponse:
+async def run_task(service: Service, task: str, request: tasks.TaskRequest) -> tasks.TaskResponse:
     """Instruction from the data templates -> generation -> the data parser -> structured answer."""
     model_id = service.registry.resolve(request.model)
     max_tokens = service.max_tokens(request.max_tokens)
-    record, entry = t.build_record(task, request)
+    record, entry = tasks.build_record(task, request)
     messages = instruct.build_prompt(record, entry, seed=request.template_seed)
     prompt_ids = service.chat_prompt_ids(messages)
-    service.check_context(len(prompt_ids), max_tokens, t.prompt_field(request))
+    service.check_context(len(prompt_ids), max_tokens, tasks.prompt_field(request))
     params = SamplingParams(max_new_tokens=max_tokens, temperature=request.temperature, seed=request.seed)
     finished = await service.engine.complete(service.request(model_id, prompt_ids, params))
     decoded = finished.completion
-    return t.TaskResponse(
+    return tasks.TaskResponse(
         task=task,
         model=model_id,
         language=request.language,
@@ -114,5 +116,5 @@ async def run_task(service: Service, task: str, request: t.TaskRequest) -> t.Tas
             "completion_tokens": len(decoded.token_ids),
             "total_tokens": len(prompt_ids) + len(decoded.token_ids),
         },
-        **t.structure(task, request, record, entry, decoded.text),
+        **tasks.structure(task, request, record, entry, decoded.text),
     )

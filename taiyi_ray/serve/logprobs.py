@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from taiyi_ray.model.generation import REPLACEMENT_CHARACTER, TokenLogprob
-from taiyi_ray.serve import schemas as s
+from taiyi_ray.serve import schemas
 
 
 @dataclass(frozen=True)
@@ -32,18 +32,20 @@ def token_bytes(text: str) -> list[int] | None:
     return None if REPLACEMENT_CHARACTER in text else list(text.encode("utf-8"))
 
 
-def chat_logprobs(tokenizer, logprobs: Sequence[TokenLogprob]) -> list[s.ChatTokenLogprob]:
+def chat_logprobs(tokenizer, logprobs: Sequence[TokenLogprob]) -> list[schemas.ChatTokenLogprob]:
     content = []
     for item in logprobs:
         text = token_text(tokenizer, item.token_id)
         top = [
-            s.TopLogprob(
+            schemas.TopLogprob(
                 token=(alt := token_text(tokenizer, token_id)), logprob=value, bytes=token_bytes(alt)
             )
             for token_id, value in item.top
         ]
         content.append(
-            s.ChatTokenLogprob(token=text, logprob=item.logprob, bytes=token_bytes(text), top_logprobs=top)
+            schemas.ChatTokenLogprob(
+                token=text, logprob=item.logprob, bytes=token_bytes(text), top_logprobs=top
+            )
         )
     return content
 
@@ -75,12 +77,12 @@ def prompt_entries(
     return entries
 
 
-def completion_logprobs(entries: Sequence[Entry], start_offset: int = 0) -> s.CompletionLogprobs:
+def completion_logprobs(entries: Sequence[Entry], start_offset: int = 0) -> schemas.CompletionLogprobs:
     offsets, position = [], start_offset
     for entry in entries:
         offsets.append(position)
         position += len(entry.token)
-    return s.CompletionLogprobs(
+    return schemas.CompletionLogprobs(
         tokens=[entry.token for entry in entries],
         token_logprobs=[entry.logprob for entry in entries],
         top_logprobs=[entry.top for entry in entries],

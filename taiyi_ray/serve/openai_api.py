@@ -18,10 +18,10 @@ from fastapi.responses import StreamingResponse
 from taiyi_ray.data.schema import Message
 from taiyi_ray.model.generation import Completion as Decoded
 from taiyi_ray.model.generation import SamplingParams
-from taiyi_ray.serve import logprobs as lp
-from taiyi_ray.serve import schemas as s
+from taiyi_ray.serve import schemas
 from taiyi_ray.serve.engine import Finished, GenerationRequest
 from taiyi_ray.serve.errors import APIError, error_body
+from taiyi_ray.serve.logprobs import chat_logprobs, completion_entries, completion_logprobs, prompt_entries
 from taiyi_ray.serve.service import Service
 
 SSE_DONE = "data: [DONE]\n\n"
@@ -31,7 +31,7 @@ def _finish_reason(decoded: Decoded) -> str:
     return decoded.finish_reason if decoded.finish_reason in ("stop", "length") else "stop"
 
 
-def _sampling(request: s._SamplingFields, max_tokens: int, logprobs: int | None) -> SamplingParams:
+def _sampling(request: schemas._SamplingFields, max_tokens: int, logprobs: int | None) -> SamplingParams:
     return SamplingParams(
         max_new_tokens=max_tokens,
         temperature=request.temperature,
@@ -42,18 +42,18 @@ def _sampling(request: s._SamplingFields, max_tokens: int, logprobs: int | None)
     )
 
 
-def _usage(prompt_tokens: int, completion_tokens: int) -> s.Usage:
-    return s.Usage(
+def _usage(prompt_tokens: int, completion_tokens: int) -> schemas.Usage:
+    return schemas.Usage(
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         total_tokens=prompt_tokens + completion_tokens,
     )
 
 
-def sse(payload: s._Response | dict) -> str:
+def sse(payload: schemas._Response | dict) -> str:
     data = (
         payload.model_dump_json(exclude_none=False)
-        if isinstance(payload, s._Response)
+        if isinstance(payload, schemas._Response)
         else json.dumps(payload)
     )
     return f"data: {data}\n\n"
@@ -63,8 +63,8 @@ def sse(payload: s._Response | dict) -> str:
 
 
 async def chat_completions(
-    service: Service, request: s.ChatCompletionRequest
-) -> s.ChatCompletion | StreamingResponse:
+    service: Service, request: schemas.ChatCompletionRequest
+) -> schemas.ChatCompletion | StreamingResponse:
     model_id = service.registry.resolve(request.model)
     max_tokens = service.max_tokens(
         request.max_completion_tokens if request.max_completion_tokens is not None else request.max_tokens,
@@ -92,14 +92,14 @@ async def chat_completions(
     if top is not None:
         # A row that ended on the end token also has that token's logprob; the end token is not in the text.
         generated = (decoded.logprobs or [])[: len(decoded.token_ids)]
-        logprobs = s.ChatChoiceLogprobs(content=lp.chat_logprobs(service.registry.tokenizer, generated))
-    choice = s.ChatChoice(
+        logprobs = schemas.ChatChoiceLogprobs(content=chat_logprobs(service.registry.tokenizer, generated))
+    choice = schemas.ChatChoice(
         index=0,
-        message=s.AssistantMessage(content=decoded.text),
+        message=schemas.AssistantMessage(content=decoded.text),
         finish_reason=_finish_reason(decoded),
         logprobs=logprobs,
     )
-    return s.ChatCompletion(
+    return schemas.ChatCompletion(
         id=response_id,
         created=created,
         model=model_id,
@@ -116,21 +116,25 @@ async def _chat_stream(
     model_id: str,
     include_usage: bool,
 ) -> AsyncIterator[str]:
-    def chunk(delta: s.ChatDelta, finish_reason: str | None = None) -> str:
-        choice = s.ChatChunkChoice(index=0, delta=delta, finish_reason=finish_reason)
-        return sse(s.ChatCompletionChunk(id=response_id, created=created, model=model_id, choices=[choice]))
+    def chunk(delta: schemas.ChatDelta, finish_reason: str | None = None) -> str:
+        choice = schemas.ChatChunkChoice(index=0, delta=delta, finish_reason=finish_reason)
+        return sse(
+            schemas.ChatCompletionChunk(id=response_id, created=created, model=model_id, choices=[choice])
+        )
 
-    yield chunk(s.ChatDelta(role="assistant", content=""))
-    async for piece in _stream_events(service, generation, lambda text: chunk(s.ChatDelta(content=text))):
+    yield chunk(schemas.ChatDelta(role="assistant", content=""))
+    async for piece in _stream_events(
+        service, generation, lambda text: chunk(schemas.ChatDelta(content=text))
+    ):
         if isinstance(piece, str):
             yield piece
             continue
         decoded = piece.completion
-        yield chunk(s.ChatDelta(), _finish_reason(decoded))
+        yield chunk(schemas.ChatDelta(), _finish_reason(decoded))
         if include_usage:
             usage = _usage(decoded.prompt_tokens, len(decoded.token_ids))
             yield sse(
-                s.ChatCompletionChunk(
+                schemas.ChatCompletionChunk(
                     id=response_id, created=created, model=model_id, choices=[], usage=usage
                 )
             )
@@ -156,7 +160,9 @@ async def _stream_events(
 # -- legacy completions -----------------------------------------------------------------------------------
 
 
-async def completions(service: Service, request: s.CompletionRequest) -> s.Completion | StreamingResponse:
+async def completions(
+    service: Service, request: schemas.CompletionRequest
+) -> schemas.Completion | StreamingResponse:
     model_id = service.registry.resolve(request.model)
     max_tokens = service.max_tokens(request.max_tokens, allow_zero=request.echo)
     prompts = request.prompts()
@@ -189,7 +195,7 @@ async def completions(service: Service, request: s.CompletionRequest) -> s.Compl
     ]
     prompt_tokens = sum(len(ids) for ids in encoded)
     completion_tokens = sum(len(result.completion.token_ids) for result in results)
-    return s.Completion(
+    return schemas.Completion(
         id=response_id,
         created=created,
         model=model_id,
@@ -228,19 +234,19 @@ def _completion_choice(
     prompt: str | list[int],
     ids: list[int],
     result: Finished,
-    request: s.CompletionRequest,
-) -> s.CompletionChoice:
+    request: schemas.CompletionRequest,
+) -> schemas.CompletionChoice:
     decoded = result.completion
     prompt_text = _prompt_text(service, prompt)
     text = (prompt_text if request.echo else "") + decoded.text
     logprobs = None
     if request.logprobs is not None:
         tokenizer = service.registry.tokenizer
-        generated = lp.completion_entries(tokenizer, decoded.token_ids, decoded.logprobs or [])
+        generated = completion_entries(tokenizer, decoded.token_ids, decoded.logprobs or [])
         if request.echo:
-            generated = lp.prompt_entries(tokenizer, ids, result.prompt_logprobs or []) + generated
-        logprobs = lp.completion_logprobs(generated, start_offset=0 if request.echo else len(prompt_text))
-    return s.CompletionChoice(
+            generated = prompt_entries(tokenizer, ids, result.prompt_logprobs or []) + generated
+        logprobs = completion_logprobs(generated, start_offset=0 if request.echo else len(prompt_text))
+    return schemas.CompletionChoice(
         index=index, text=text, finish_reason=_finish_reason(decoded), logprobs=logprobs
     )
 
@@ -252,11 +258,11 @@ async def _completion_stream(
     created: int,
     model_id: str,
     prompt_text: str,
-    request: s.CompletionRequest,
+    request: schemas.CompletionRequest,
 ) -> AsyncIterator[str]:
     def chunk(text: str, finish_reason: str | None = None) -> str:
-        choice = s.CompletionChoice(index=0, text=text, finish_reason=finish_reason)
-        return sse(s.Completion(id=response_id, created=created, model=model_id, choices=[choice]))
+        choice = schemas.CompletionChoice(index=0, text=text, finish_reason=finish_reason)
+        return sse(schemas.Completion(id=response_id, created=created, model=model_id, choices=[choice]))
 
     if prompt_text:
         yield chunk(prompt_text)
@@ -268,5 +274,7 @@ async def _completion_stream(
         yield chunk("", _finish_reason(decoded))
         if request.stream_options and request.stream_options.include_usage:
             usage = _usage(decoded.prompt_tokens, len(decoded.token_ids))
-            yield sse(s.Completion(id=response_id, created=created, model=model_id, choices=[], usage=usage))
+            yield sse(
+                schemas.Completion(id=response_id, created=created, model=model_id, choices=[], usage=usage)
+            )
     yield SSE_DONE
