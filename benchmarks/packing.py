@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 from benchmarks._samples import QWEN2_TOKENIZER, read_samples, training_sample_files
 from taiyi_ray.data.build_shards import PACK_WINDOW
 from taiyi_ray.data.chat_format import get_chat_format
+from taiyi_ray.data.encode_samples import tokenize_conversations
 from taiyi_ray.data.pack import best_fit_decreasing, padded_efficiency
 from taiyi_ray.data.schema import Message
-from taiyi_ray.data.tokenize import tokenize_conversations
 from taiyi_ray.data.tokenizer import configure_tokenizer, load_tokenizer
 
 TAIYI_MICRO_BATCH, TAIYI_MAX_LEN = 12, 1024

@@ -27,8 +27,8 @@ import pyarrow as pa
 from benchmarks._samples import QWEN2_TOKENIZER, read_samples, training_sample_files
 from taiyi_ray.data.build_shards import _TableTokenizer, ordered_execution
 from taiyi_ray.data.chat_format import get_chat_format
+from taiyi_ray.data.encode_samples import SampleTokenizer, tokenize_conversations
 from taiyi_ray.data.schema import Message
-from taiyi_ray.data.tokenize import SampleTokenizer, tokenize_conversations
 from taiyi_ray.data.tokenizer import configure_tokenizer, load_tokenizer
 
 BATCH = 256

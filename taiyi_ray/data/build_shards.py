@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.json as pajson
 
+from taiyi_ray.data.encode_samples import SampleTokenizer
 from taiyi_ray.data.pack import RowPacker
 from taiyi_ray.data.shards import (
     ShardError,
@@ -27,7 +28,6 @@ from taiyi_ray.data.shards import (
     summarise_files,
     write_manifest,
 )
-from taiyi_ray.data.tokenize import SampleTokenizer
 from taiyi_ray.storage import Storage, join
 
 log = logging.getLogger(__name__)

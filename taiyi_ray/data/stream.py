@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.compute
 import torch
 
+from taiyi_ray.data.encode_samples import IGNORE_INDEX
 from taiyi_ray.data.plan import DataPlan, DataPosition, epoch_chunk
-from taiyi_ray.data.tokenize import IGNORE_INDEX
 from taiyi_ray.storage import Storage, with_retries
 
 log = logging.getLogger(__name__)

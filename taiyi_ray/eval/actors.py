@@ -21,7 +21,7 @@ import numpy as np
 
 from taiyi_ray.config.evaluation import EvalConfig, GenerationConfig
 from taiyi_ray.config.platform import StorageConfig
-from taiyi_ray.eval.outputs import OnResult, RawOutput, Request, generation_settings
+from taiyi_ray.eval.generation_types import OnResult, RawOutput, Request, generation_settings
 
 log = logging.getLogger(__name__)
 

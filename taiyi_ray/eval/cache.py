@@ -20,7 +20,7 @@ import os
 import time
 from collections.abc import Mapping
 
-from taiyi_ray.eval.outputs import RawOutput
+from taiyi_ray.eval.generation_types import RawOutput
 from taiyi_ray.storage import Storage, join
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from taiyi_ray.config.evaluation import GenerationConfig
-from taiyi_ray.eval.outputs import OnResult, RawOutput, Request
+from taiyi_ray.eval.generation_types import OnResult, RawOutput, Request
 
 log = logging.getLogger(__name__)
 

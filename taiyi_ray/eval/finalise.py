@@ -17,7 +17,7 @@ from typing import Any
 from taiyi_ray.data.answers import parse_with
 from taiyi_ray.data.predictions import prediction_to_record
 from taiyi_ray.eval.baselines import Baselines, trivial_baselines
-from taiyi_ray.eval.outputs import RawOutput
+from taiyi_ray.eval.generation_types import RawOutput
 from taiyi_ray.eval.records_io import PredictionLine, record_json
 from taiyi_ray.eval.scoring import ScoredSet, ScoreTask, score_records
 from taiyi_ray.eval.sets import EvalItem, EvalSet

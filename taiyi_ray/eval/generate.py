@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from taiyi_ray.eval.cache import CacheWriter, PredictionCache
 from taiyi_ray.eval.finalise import SetResult, Timing, finalise_set
-from taiyi_ray.eval.outputs import OnResult, RawOutput, Request
+from taiyi_ray.eval.generation_types import OnResult, RawOutput, Request
 from taiyi_ray.eval.sets import EvalItem, EvalSet
 from taiyi_ray.storage import Storage
 

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from taiyi_ray.data.answers import Prediction, serialise
 from taiyi_ray.data.vocab import YES_NO_MAYBE
-from taiyi_ray.eval.outputs import RawOutput
+from taiyi_ray.eval.generation_types import RawOutput
 from taiyi_ray.eval.sets import EvalItem, EvalSet
 
 NOISE_TEXT = "⟂"

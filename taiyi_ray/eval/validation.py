@@ -29,7 +29,7 @@ from taiyi_ray.config.train import ValidationConfig
 from taiyi_ray.data.catalogue import load_catalogue
 from taiyi_ray.data.chat_format import ChatFormat
 from taiyi_ray.eval.finalise import parse_and_score
-from taiyi_ray.eval.outputs import RawOutput, generation_settings
+from taiyi_ray.eval.generation_types import RawOutput, generation_settings
 from taiyi_ray.eval.scoring import ScoreTask
 from taiyi_ray.eval.sets import EvalItem, EvalSetError, load_eval_set
 from taiyi_ray.model.generation import GenerationSettings, generate_batch

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from taiyi_ray.data.chat_format import get_chat_format
-from taiyi_ray.data.tokenize import IGNORE_INDEX
+from taiyi_ray.data.encode_samples import IGNORE_INDEX
 from taiyi_ray.data.tokenizer import configure_tokenizer, load_tokenizer
 from taiyi_ray.storage import Storage
 from tests.integration.helpers import config_for

@@ -240,8 +240,8 @@ def test_stage2_continues_stage1_under_zero3_and_exports(
     clean_stage1: dict[str, Any], prepared_shards: dict[str, Any], tmp_path: Path
 ) -> None:
     from taiyi_ray.data.chat_format import get_chat_format
+    from taiyi_ray.data.encode_samples import tokenize_conversations
     from taiyi_ray.data.schema import Message
-    from taiyi_ray.data.tokenize import tokenize_conversations
     from taiyi_ray.model.generation import GenerationSettings, generate_batch
     from taiyi_ray.model.inference import load_for_inference
     from taiyi_ray.model.result import read_result

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from taiyi_ray.data.chat_format import IM_END, get_chat_format
+from taiyi_ray.data.encode_samples import IGNORE_INDEX, label_mask, tokenize_conversations
 from taiyi_ray.data.schema import Message
-from taiyi_ray.data.tokenize import IGNORE_INDEX, label_mask, tokenize_conversations
 from taiyi_ray.data.tokenizer import configure_tokenizer, load_tokenizer, save_tokenizer, train_bpe_tokenizer
 
 CONVERSATION = [

@@ -8,8 +8,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from taiyi_ray.data.encode_samples import TOKENIZED_SCHEMA
 from taiyi_ray.data.pack import best_fit_decreasing, pack_table, padded_efficiency
-from taiyi_ray.data.tokenize import TOKENIZED_SCHEMA
 
 
 def first_fit_decreasing_bins(lengths: list[int], capacity: int) -> int:

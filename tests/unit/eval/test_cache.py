@@ -9,7 +9,7 @@ import pytest
 from taiyi_ray.config.evaluation import GenerationConfig
 from taiyi_ray.eval.cache import PART_LINES, PredictionCache, model_fingerprint
 from taiyi_ray.eval.endpoint import request_body
-from taiyi_ray.eval.outputs import RawOutput, settings_key
+from taiyi_ray.eval.generation_types import RawOutput, settings_key
 from taiyi_ray.storage import Storage
 
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from taiyi_ray.config.model import TinyQwen2Shape
+from taiyi_ray.data.encode_samples import IGNORE_INDEX, TOKENIZED_SCHEMA
 from taiyi_ray.data.pack import pack_table
 from taiyi_ray.data.stream import collate
-from taiyi_ray.data.tokenize import IGNORE_INDEX, TOKENIZED_SCHEMA
 from taiyi_ray.model.factory import build_tiny_qwen2
 from taiyi_ray.train.loop import items_per_micro_batch, micro_batch_loss
 
