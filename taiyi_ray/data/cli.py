@@ -1,8 +1,16 @@
-"""`taiyi-ray data ...` subcommands: argument wiring only; the work lives in the modules they call."""
+"""`taiyi-ray data ...` subcommands: arguments, printing and exit statuses; the work lives in the modules
+they call (imported when a command runs, so `--help` stays instant)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from taiyi_ray.config.data import DataConfig
+    from taiyi_ray.config.platform import StorageConfig
 
 
 def add_data_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -33,23 +41,107 @@ def add_data_commands(commands: argparse._SubParsersAction) -> None:  # type: ig
     prepare.add_argument("--catalogue", help="a catalogue YAML (instead of --config)")
     prepare.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     prepare.add_argument("--output", help="output directory (default: under the storage root)")
-    prepare.set_defaults(run=_run_prepare)
+    prepare.set_defaults(run=prepare_command)
     # `data shard` (prepare + tokenize + pack + write) is the prepare_data job; taiyi_ray.cli routes it.
 
 
 def _run_convert(args: argparse.Namespace) -> int:
-    from taiyi_ray.data.convert import convert_command
+    """`taiyi-ray data convert`: prints the counts; exit status 1 when a record fails in fail mode."""
+    from taiyi_ray.data.convert import ConvertError, convert_file
+    from taiyi_ray.storage import Storage
 
-    return convert_command(args)
+    try:
+        report = convert_file(
+            args.format,
+            args.input,
+            args.output,
+            args.on_error,
+            Storage(),
+            args.dataset,
+            args.split,
+            args.language,
+        )
+    except ConvertError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(
+        json.dumps(
+            {
+                "records": report.records,
+                "rejects": report.rejects,
+                "output": report.output,
+                "rejects_file": report.rejects_path,
+            }
+        )
+    )
+    return 0
 
 
 def _run_stats(args: argparse.Namespace) -> int:
-    from taiyi_ray.data.stats import stats_command
+    """`taiyi-ray data stats FILE [--json]`."""
+    from taiyi_ray.data.convert import ConvertError
+    from taiyi_ray.data.stats import compute_stats, format_stats
 
-    return stats_command(args)
+    try:
+        stats = compute_stats(args.file)
+    except (ConvertError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(stats, ensure_ascii=False) if args.json else format_stats(stats))
+    return 0
 
 
-def _run_prepare(args: argparse.Namespace) -> int:
-    from taiyi_ray.data.prepare import prepare_command
+def prepare_command(args: argparse.Namespace) -> int:
+    """`taiyi-ray data prepare --config C | --catalogue C [--set data.k=v] [--output DIR]`: table + JSON line."""
+    from taiyi_ray.config.loader import ConfigError
+    from taiyi_ray.data.catalogue import load_catalogue
+    from taiyi_ray.data.convert import ConvertError
+    from taiyi_ray.data.prepare import PrepareError, prepare_samples
+    from taiyi_ray.storage import Storage, join
 
-    return prepare_command(args)
+    try:
+        config, storage_config = _prepare_config(args)
+        catalogue = load_catalogue(config.catalogue)
+        storage = Storage(storage_config)
+        output_dir = args.output or join(storage_config.root, "prepared", config.name)
+        result = prepare_samples(catalogue, config, storage, output_dir, progress=True)
+    except (ConfigError, ConvertError, PrepareError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(result.table())
+    summary = {
+        "output_dir": result.output_dir,
+        "sample_files": result.sample_files,
+        "records": result.totals.records,
+        "rejects": result.totals.rejects,
+        "decontaminated": result.totals.decontaminated,
+        "samples": result.totals.samples,
+    }
+    print(json.dumps(summary, ensure_ascii=False))
+    return 0
+
+
+def _prepare_config(args: argparse.Namespace) -> tuple[DataConfig, StorageConfig]:
+    from pydantic import ValidationError
+
+    from taiyi_ray.config.data import DataConfig
+    from taiyi_ray.config.loader import ConfigError, apply_overrides, format_validation_error, validate_file
+    from taiyi_ray.config.platform import StorageConfig
+
+    overrides = list(args.overrides or [])
+    if args.catalogue:
+        overrides.append(f"data.catalogue={args.catalogue}")
+    if args.config:
+        data = validate_file(DataConfig, args.config, overrides, section="data")
+        return data, validate_file(StorageConfig, args.config, overrides, section="storage")
+    if not args.catalogue:
+        raise ConfigError("data prepare: give --config (a config with a data section) or --catalogue C.yaml")
+    tree = apply_overrides({}, overrides)
+    try:
+        data = DataConfig.model_validate(tree.get("data") or {})
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error, "--catalogue/--set", {}, ("data",))) from None
+    try:
+        return data, StorageConfig.model_validate(tree.get("storage") or {})
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error, "--set", {}, ("storage",))) from None

@@ -7,11 +7,9 @@ each goes, with its reason, to `OUT.rejects.jsonl` and the counts are reported.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import re
-import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import IO, Literal
@@ -197,32 +195,3 @@ def read_records(uri: str, storage: Storage | None = None) -> Iterator[Record]:
         if isinstance(item, BadRecord):
             raise ConvertError(item.describe())
         yield item
-
-
-def convert_command(args: argparse.Namespace) -> int:
-    """`taiyi-ray data convert`: prints the counts; exit status 1 when a record fails in fail mode."""
-    try:
-        report = convert_file(
-            args.format,
-            args.input,
-            args.output,
-            args.on_error,
-            Storage(),
-            args.dataset,
-            args.split,
-            args.language,
-        )
-    except ConvertError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(
-        json.dumps(
-            {
-                "records": report.records,
-                "rejects": report.rejects,
-                "output": report.output,
-                "rejects_file": report.rejects_path,
-            }
-        )
-    )
-    return 0

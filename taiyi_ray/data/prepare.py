@@ -10,23 +10,17 @@ files) is prepared with one Ray Data task per dataset; a small one (the demo) ru
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import random
 import statistics
-import sys
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import IO, Any
 
-from pydantic import ValidationError
-
 from taiyi_ray.config.data import Catalogue, DataConfig, DatasetEntry
-from taiyi_ray.config.loader import ConfigError, apply_overrides, format_validation_error, validate_file
 from taiyi_ray.config.platform import StorageConfig
 from taiyi_ray.data.catalogue import load_catalogue
-from taiyi_ray.data.convert import ConvertError, iter_records, reject_line
+from taiyi_ray.data.convert import iter_records, reject_line
 from taiyi_ray.data.decontam import EvalIndex, build_eval_index
 from taiyi_ray.data.formats import BadRecord
 from taiyi_ray.data.instruct import build_samples_counted
@@ -298,47 +292,3 @@ def _report_from(values: dict[str, Any]) -> DatasetReport:
     names = {item.name for item in fields(DatasetReport)}
     report = DatasetReport(**{key: value for key, value in values.items() if key in names})
     return replace(report, decontamination_examples=list(report.decontamination_examples or []))
-
-
-def prepare_command(args: argparse.Namespace) -> int:
-    """`taiyi-ray data prepare --config C | --catalogue C [--set data.k=v] [--output DIR]`: table + JSON line."""
-    try:
-        config, storage_config = _command_config(args)
-        catalogue = load_catalogue(config.catalogue)
-        storage = Storage(storage_config)
-        output_dir = args.output or join(storage_config.root, "prepared", config.name)
-        result = prepare_samples(catalogue, config, storage, output_dir, progress=True)
-    except (ConfigError, ConvertError, PrepareError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(result.table())
-    summary = {
-        "output_dir": result.output_dir,
-        "sample_files": result.sample_files,
-        "records": result.totals.records,
-        "rejects": result.totals.rejects,
-        "decontaminated": result.totals.decontaminated,
-        "samples": result.totals.samples,
-    }
-    print(json.dumps(summary, ensure_ascii=False))
-    return 0
-
-
-def _command_config(args: argparse.Namespace) -> tuple[DataConfig, StorageConfig]:
-    overrides = list(args.overrides or [])
-    if args.catalogue:
-        overrides.append(f"data.catalogue={args.catalogue}")
-    if args.config:
-        data = validate_file(DataConfig, args.config, overrides, section="data")
-        return data, validate_file(StorageConfig, args.config, overrides, section="storage")
-    if not args.catalogue:
-        raise ConfigError("data prepare: give --config (a config with a data section) or --catalogue C.yaml")
-    tree = apply_overrides({}, overrides)
-    try:
-        data = DataConfig.model_validate(tree.get("data") or {})
-    except ValidationError as error:
-        raise ConfigError(format_validation_error(error, "--catalogue/--set", {}, ("data",))) from None
-    try:
-        return data, StorageConfig.model_validate(tree.get("storage") or {})
-    except ValidationError as error:
-        raise ConfigError(format_validation_error(error, "--set", {}, ("storage",))) from None

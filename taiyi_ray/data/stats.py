@@ -9,13 +9,10 @@ BIO sentence is its own document, so there documents = records).
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from collections import Counter
 from typing import Any
 
-from taiyi_ray.data.convert import ConvertError, read_records
+from taiyi_ray.data.convert import read_records
 from taiyi_ray.storage import Storage
 
 
@@ -54,13 +51,3 @@ def format_stats(stats: dict[str, Any]) -> str:
             shown = ", ".join(f"{name} {count}" for name, count in counts.items())
             lines.append(f"{key:<9} {sum(counts.values())} ({shown})")
     return "\n".join(lines)
-
-
-def stats_command(args: argparse.Namespace) -> int:
-    try:
-        stats = compute_stats(args.file)
-    except (ConvertError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(json.dumps(stats, ensure_ascii=False) if args.json else format_stats(stats))
-    return 0

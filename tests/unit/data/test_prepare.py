@@ -11,7 +11,8 @@ import pytest
 
 from taiyi_ray.config.data import Catalogue, DataConfig, DatasetEntry
 from taiyi_ray.data.catalogue import load_catalogue
-from taiyi_ray.data.prepare import REPORT_FILE, PrepareError, prepare_command, prepare_samples
+from taiyi_ray.data.cli import prepare_command
+from taiyi_ray.data.prepare import REPORT_FILE, PrepareError, prepare_samples
 from taiyi_ray.data.schema import InstructionSample
 from taiyi_ray.storage import Storage
 
