@@ -127,6 +127,11 @@ class StageConfig(StrictModel):
             )
         return self
 
+    @property
+    def rows_per_step(self) -> int:
+        """Rows one worker trains on per optimizer step (micro-batches x accumulation)."""
+        return self.micro_batch_size * self.gradient_accumulation_steps
+
     def global_batch_size(self) -> int:
         """Rows per optimizer step across all workers."""
-        return self.micro_batch_size * self.gradient_accumulation_steps * self.num_workers
+        return self.rows_per_step * self.num_workers

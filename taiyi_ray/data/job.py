@@ -20,7 +20,7 @@ from taiyi_ray.data.build_shards import build_shard_set
 from taiyi_ray.data.catalogue import load_catalogue
 from taiyi_ray.data.chat_format import get_chat_format
 from taiyi_ray.data.prepare import prepare_samples
-from taiyi_ray.data.shards import ShardSettings
+from taiyi_ray.data.shards import ShardSettings, shard_sets_root
 from taiyi_ray.data.tokenizer import (
     configure_tokenizer,
     load_tokenizer,
@@ -69,7 +69,7 @@ def run_data_job(config: Any, run_dir: str) -> dict[str, Any]:
     prepared = prepare_samples(catalogue, data, storage, join(run_dir, "samples"), progress=True)
     log.info("prepared samples:\n%s", prepared.table())
     all_files = [location for files in prepared.sample_files.values() for location in files]
-    set_root = join(data.shards_root or join(config.storage.root, "shards"), data.name)
+    set_root = shard_sets_root(config.storage.root, data)
     with tempfile.TemporaryDirectory() as scratch:
         tokenizer = resolve_tokenizer(config.model, storage, all_files, scratch)
         fingerprint = tokenizer_fingerprint(tokenizer)

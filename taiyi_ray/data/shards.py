@@ -19,6 +19,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from taiyi_ray.config.data import DataConfig
 from taiyi_ray.storage import Storage, join
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,12 @@ MANIFEST = "manifest.json"
 
 class ShardError(ValueError):
     """A shard set is missing, incomplete, corrupt or inconsistent; the message names the object."""
+
+
+def shard_sets_root(storage_root: str, data: DataConfig) -> str:
+    """Where `data.name`'s shard sets and tokenizers live: `{data.shards_root}/{data.name}`, by default
+    `{storage.root}/shards/{data.name}` (the prepare_data job writes there, stages read there)."""
+    return join(data.shards_root or join(storage_root, "shards"), data.name)
 
 
 @dataclass(frozen=True)

@@ -66,9 +66,14 @@ def load_causal_lm(
     )
 
 
+def unwrapped(model: torch.nn.Module) -> PreTrainedModel:
+    """The transformers model itself: a peft model (LoRA / QLoRA) wraps it, a plain model is it."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model  # type: ignore[return-value]
+
+
 def matmul_parameters(model: PreTrainedModel) -> int:
     """N of the PaLM FLOP count: parameters of every matmul (all Linear layers incl. the LM head)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = unwrapped(model)
     return sum(
         module.weight.numel()
         for name, module in base.named_modules()

@@ -27,6 +27,7 @@ from typing import Protocol
 import torch
 from transformers import DynamicCache
 
+from taiyi_ray.model.factory import unwrapped
 from taiyi_ray.model.inference import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -260,7 +261,7 @@ def _cache_argument(model) -> str:
     """The KV-cache keyword of the model's forward: `cache` from transformers 5.2x (`past_key_values` is then
     deprecated, removal announced for 5.40), `past_key_values` before. Remove once transformers>=5.24 is
     the floor everywhere (the GPU image has 5.17)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = unwrapped(model)
     return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
 
 

@@ -21,7 +21,7 @@ from taiyi_ray.config.model import ModelConfig
 from taiyi_ray.config.train import DataSource, StageConfig
 from taiyi_ray.data.chat_format import get_chat_format
 from taiyi_ray.data.plan import DataPlan, DataPosition, SourceFiles, steps_per_epoch, steps_remaining
-from taiyi_ray.data.shards import MANIFEST, ShardError, load_manifest, resolve_version
+from taiyi_ray.data.shards import MANIFEST, ShardError, load_manifest, resolve_version, shard_sets_root
 from taiyi_ray.data.tokenizer import configure_tokenizer, load_tokenizer, save_tokenizer
 from taiyi_ray.model.factory import build_tiny_qwen2, padded_vocab_size
 from taiyi_ray.model.result import model_dir, read_result
@@ -37,14 +37,10 @@ from taiyi_ray.train.validation_summary import validation_summary
 log = logging.getLogger(__name__)
 
 
-def shards_root(storage_root: str, data: DataConfig) -> str:
-    return data.shards_root or join(storage_root, "shards")
-
-
 def source_location(source: DataSource, storage_root: str, data: DataConfig) -> str:
     if source.uri is not None:
         return source.uri
-    return join(shards_root(storage_root, data), data.name, str(source.set))
+    return join(shard_sets_root(storage_root, data), str(source.set))
 
 
 @dataclass(frozen=True)
@@ -208,7 +204,7 @@ def build_spec(
         if not storage.exists(join(base, "config.json")):
             base = _tiny_base(model, tokenizer["location"], run_dir, storage)
         model = model.model_copy(update={"base": base})
-    rows_per_step = stage.micro_batch_size * stage.gradient_accumulation_steps
+    rows_per_step = stage.rows_per_step
     plan = DataPlan(sources, seed=stage.seed, shuffle=stage.shuffle)
     per_epoch = steps_per_epoch(len(plan.epoch_order(0)[0]), stage.num_workers, rows_per_step)
     if per_epoch == 0:

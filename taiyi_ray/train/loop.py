@@ -29,6 +29,7 @@ import torch.distributed as dist
 
 from taiyi_ray.data.plan import DataPlan, DataPosition, Segment
 from taiyi_ray.data.stream import RankStream, StepData
+from taiyi_ray.model.factory import unwrapped
 from taiyi_ray.runtime import configure_device_env
 from taiyi_ray.train.checkpoint import (
     checkpoint_name,
@@ -160,11 +161,7 @@ def _step_record(
     worker: Worker, position: DataPosition, step: StepData, totals: StepTotals, elapsed: float
 ) -> dict[str, Any]:
     """The metrics of one step (JSONL, TensorBoard, progress line)."""
-    shape = (
-        worker.built.model.get_base_model()
-        if hasattr(worker.built.model, "get_base_model")
-        else worker.built.model
-    ).config
+    shape = unwrapped(worker.built.model).config
     seq_len = max(batch["input_ids"].shape[1] for batch in step.micro_batches)
     flops = flops_per_token(
         worker.matmul_params, shape.num_hidden_layers, shape.hidden_size, seq_len, worker.frozen_base

@@ -12,7 +12,7 @@ from peft import PeftModel, get_peft_model
 from transformers import PreTrainedModel
 
 from taiyi_ray.config.train import StageConfig
-from taiyi_ray.model.factory import load_causal_lm
+from taiyi_ray.model.factory import load_causal_lm, unwrapped
 from taiyi_ray.storage import Storage, join
 from taiyi_ray.train.spec import TrainSpec
 
@@ -136,6 +136,5 @@ def apply_liger(model: torch.nn.Module, on_gpu: bool) -> bool:
         from liger_kernel.transformers import _apply_liger_kernel_to_instance
     except ImportError as error:
         raise RuntimeError("liger_kernel: true needs the liger-kernel package (GPU only)") from error
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    _apply_liger_kernel_to_instance(model=base)
+    _apply_liger_kernel_to_instance(model=unwrapped(model))
     return True

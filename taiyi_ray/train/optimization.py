@@ -43,7 +43,7 @@ def build_deepspeed_config(stage: StageConfig, world_size: int, on_gpu: bool) ->
     return {
         "train_micro_batch_size_per_gpu": stage.micro_batch_size,
         "gradient_accumulation_steps": stage.gradient_accumulation_steps,
-        "train_batch_size": stage.micro_batch_size * stage.gradient_accumulation_steps * world_size,
+        "train_batch_size": stage.rows_per_step * world_size,
         "gradient_clipping": stage.max_grad_norm,
         "zero_optimization": zero,
         "bf16": {"enabled": bf16},

@@ -58,7 +58,7 @@ class Worker:
 
     @property
     def rows_per_step(self) -> int:
-        return self.spec.stage.micro_batch_size * self.spec.stage.gradient_accumulation_steps
+        return self.spec.stage.rows_per_step
 
 
 def resume_point(storage: Storage, spec: TrainSpec) -> Any:
