@@ -1,7 +1,7 @@
-"""Source-format converters, one module per format, and the registry of them.
+"""Source-format converters, one module per format family (CBLUE, instruction data, ...), and their registry.
 
 `FORMATS` maps the format names of DESIGN.md to converters (`Source -> Iterator[Record | BadRecord]`).
-To add a format: write a module with one converter function, add it here, and list the tasks it can
+To add a format: write its converter function in its family's module (a new family: a new module), add it here, and list the tasks it can
 feed in `FORMAT_TASKS` (its first task is the records' own) and its language in `FORMAT_LANGUAGES`.
 """
 
@@ -11,19 +11,17 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from taiyi_ray.config.data import Language, Task
-from taiyi_ray.data.formats.alpaca_json import convert_alpaca_json
 from taiyi_ray.data.formats.base import BadRecord, Converter, Source
 from taiyi_ray.data.formats.bio_tsv import convert_bio_tsv
-from taiyi_ray.data.formats.cmeee import convert_cmeee
-from taiyi_ray.data.formats.cmeie import convert_cmeie
-from taiyi_ray.data.formats.hoc_tsv import convert_hoc_tsv
-from taiyi_ray.data.formats.kuake_qic import convert_kuake_qic
-from taiyi_ray.data.formats.litcovid_csv import convert_litcovid_csv
-from taiyi_ray.data.formats.medqa_jsonl import convert_medqa_jsonl
-from taiyi_ray.data.formats.pubmedqa import convert_pubmedqa
+from taiyi_ray.data.formats.cblue import convert_cmeee, convert_cmeie, convert_kuake_qic
+from taiyi_ray.data.formats.doc_classification import convert_hoc_tsv, convert_litcovid_csv
+from taiyi_ray.data.formats.instruction_data import (
+    convert_alpaca_json,
+    convert_sharegpt_jsonl,
+    convert_unified_jsonl,
+)
 from taiyi_ray.data.formats.pubtator_cdr import convert_pubtator_cdr
-from taiyi_ray.data.formats.sharegpt_jsonl import convert_sharegpt_jsonl
-from taiyi_ray.data.formats.unified_jsonl import convert_unified_jsonl
+from taiyi_ray.data.formats.qa_sets import convert_medqa_jsonl, convert_pubmedqa
 
 FORMATS: Mapping[str, Converter] = MappingProxyType(
     {

@@ -1,0 +1,164 @@
+"""English document classification with several labels per document: HoC and LitCovid.
+
+`hoc_tsv`: the BLURB Hallmarks-of-Cancer TSV (multi-label sentence classification).
+
+Header `labels<TAB>sentence<TAB>index`; `labels` holds ten comma-separated `k_v` flags (hallmark index
+k = 0..9 in the alphabetical order of `taiyi_ray.data.vocab.HOC_HALLMARKS`, v = 0/1); `index` is
+`PMID_sN`. One record per row (sentence) with a label per positive flag, or the single label `none`
+when no flag is set (Taiyi scored `none` as a class). The document id is the PMID.
+
+`litcovid_csv`: BioCreative VII LitCovid track CSV (multi-label topic classification).
+
+The official files have the columns `pmid,journal,title,abstract,keywords,pub_type,authors,doi,label`
+with `label` = topics joined by `;` (the test file without gold has no `label` column: records then
+carry no labels). One record per article; the text is the title, a newline, and the abstract. Topics
+must be among the seven LitCovid topics (`taiyi_ray.data.vocab.LITCOVID_TOPICS`). Quoted fields may
+span lines; line numbers are those of the row's first line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from typing import Any
+
+from taiyi_ray.data.formats._io import bad, build_record, iter_lines
+from taiyi_ray.data.formats.base import BadRecord, Source
+from taiyi_ray.data.schema import Record
+from taiyi_ray.data.vocab import HOC_HALLMARKS, HOC_NONE, LITCOVID_TOPICS
+
+HEADER = ["labels", "sentence", "index"]
+
+
+def convert_hoc_tsv(source: Source) -> Iterator[Record | BadRecord]:
+    """Yield one multi-label record per sentence row."""
+    for line in iter_lines(source):
+        if line.error:
+            yield bad(source, line.number, None, line.error)
+            continue
+        if not line.text.strip() or (line.number == 1 and line.text.split("\t") == HEADER):
+            continue
+        parts = line.text.split("\t")
+        if len(parts) != 3:
+            reason = f"expected 3 tab-separated columns (labels, sentence, index), got {len(parts)}"
+            yield bad(source, line.number, None, reason, line.text)
+            continue
+        flags, sentence, index = (part.strip() for part in parts)
+        try:
+            fields = _hoc_tsv_fields(flags, sentence, index)
+        except ValueError as error:
+            yield bad(source, line.number, index or None, str(error), line.text)
+            continue
+        yield build_record(source, line.number, line.text, fields)
+
+
+def _hoc_tsv_fields(flags: str, sentence: str, index: str) -> dict[str, Any]:
+    if not index:
+        raise ValueError("the index column (PMID_sN) is empty")
+    if not sentence:
+        raise ValueError("the sentence column is empty")
+    labels = [HOC_HALLMARKS[position] for position in _hoc_tsv_positive_indices(flags)]
+    document_id = index.rsplit("_s", 1)[0] if "_s" in index else index
+    return {
+        "id": index,
+        "document_id": document_id,
+        "task": "tc_multilabel",
+        "text": sentence,
+        "labels": labels or [HOC_NONE],
+    }
+
+
+def _hoc_tsv_positive_indices(flags: str) -> list[int]:
+    positive: list[int] = []
+    seen: set[int] = set()
+    for flag in flags.split(","):
+        key, _, value = flag.strip().partition("_")
+        if not key.isdigit() or int(key) >= len(HOC_HALLMARKS):
+            raise ValueError(f"unknown label index {key!r} in {flag!r}: expected 0..{len(HOC_HALLMARKS) - 1}")
+        if value not in ("0", "1"):
+            raise ValueError(f"label flag {flag!r}: expected INDEX_0 or INDEX_1")
+        if int(key) in seen:
+            raise ValueError(f"label index {key} appears twice in {flags!r}")
+        seen.add(int(key))
+        if value == "1":
+            positive.append(int(key))
+    return sorted(positive)
+
+
+REQUIRED = ("pmid", "title", "abstract")
+
+
+def convert_litcovid_csv(source: Source) -> Iterator[Record | BadRecord]:
+    """Yield one multi-label record per CSV row."""
+    with (
+        source.storage.open(source.uri, "rb") as raw,
+        io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text,
+    ):
+        reader = csv.reader(text)
+        try:
+            header = [name.strip() for name in next(reader)]
+        except StopIteration:
+            return
+        except csv.Error as error:
+            yield bad(source, 1, None, f"unreadable CSV header: {error}")
+            return
+        missing = [name for name in REQUIRED if name not in header]
+        if missing:
+            yield bad(
+                source,
+                1,
+                None,
+                f"header lacks columns {missing}: got {header}, expected at least {list(REQUIRED)} and label",
+            )
+            return
+        yield from _litcovid_csv_rows(source, reader, header)
+
+
+def _litcovid_csv_rows(source: Source, reader: Any, header: list[str]) -> Iterator[Record | BadRecord]:
+    line = reader.line_num + 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            yield bad(source, line, None, f"unreadable CSV row: {error}")
+            return
+        raw = ",".join(row)
+        if not any(cell.strip() for cell in row):
+            line = reader.line_num + 1
+            continue
+        if len(row) != len(header):
+            yield bad(
+                source,
+                line,
+                row[0] if row else None,
+                f"expected {len(header)} columns as in the header, got {len(row)}",
+                raw,
+            )
+        else:
+            try:
+                fields = _litcovid_csv_fields(dict(zip(header, row, strict=True)))
+            except ValueError as error:
+                yield bad(source, line, row[header.index("pmid")], str(error), raw)
+            else:
+                yield build_record(source, line, raw, fields)
+        line = reader.line_num + 1
+
+
+def _litcovid_csv_fields(row: dict[str, str]) -> dict[str, Any]:
+    pmid = row["pmid"].strip()
+    if not pmid:
+        raise ValueError("the pmid column is empty")
+    title, abstract = row["title"].strip(), row["abstract"].strip()
+    if not title and not abstract:
+        raise ValueError("both title and abstract are empty")
+    labels: list[str] = []
+    if "label" in row:
+        labels = [topic.strip() for topic in row["label"].split(";") if topic.strip()]
+        unknown = [topic for topic in labels if topic not in LITCOVID_TOPICS]
+        if unknown:
+            raise ValueError(f"unknown topics {unknown}, expected topics among {list(LITCOVID_TOPICS)}")
+    text = f"{title}\n{abstract}".strip()
+    return {"id": pmid, "document_id": pmid, "task": "tc_multilabel", "text": text, "labels": labels}

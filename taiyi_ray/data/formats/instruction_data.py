@@ -1,0 +1,169 @@
+"""Instruction and conversation data in the layouts other SFT tools read: ShareGPT, Alpaca and taiyi-ray's own unified JSONL.
+
+`sharegpt_jsonl`: multi-turn dialogues, one JSON object per line (ShareGPT or OpenAI messages).
+
+`{"id"?, "conversations": [{"from": "human"|"gpt"|"system", "value": ...}]}` (ShareGPT) or
+`{"messages": [{"role": "user"|"assistant"|"system", "content": ...}]}`. One dialogue record per line;
+a dialogue needs at least one assistant turn to learn from. Taiyi mixed ~590k such dialogues into
+stage 2; bring your own (they are not in ../shared/data).
+
+`alpaca_json`: single-turn instruction data in the Alpaca layout (a JSON array, or JSON Lines).
+
+Each item: `instruction`, optional `input` (appended to the instruction after a blank line), `output`,
+optional `system`, and optional `history` (earlier `[user, assistant]` pairs, as LLaMA-Factory writes
+it). One dialogue record per item: the turns are the history, then instruction(+input) -> output.
+A file starting with `[` is read as one streamed array, anything else as JSON Lines.
+
+`unified_jsonl`: records already in the unified schema (`taiyi_ray.data.schema.Record`), one per line.
+
+This is how a user adds any of the ~140 datasets Taiyi used: write a small converter of your own that
+emits this JSONL (or add a module here and register it in `FORMATS`), then list the file in a
+catalogue with `format: unified_jsonl`. Each line is validated like every converter's output; the
+records keep their own dataset, split and language.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from pydantic import ValidationError
+
+from taiyi_ray.data.formats._io import (
+    bad,
+    build_record,
+    iter_json_lines,
+    local_id,
+    records_from_json_lines,
+    require_str,
+    validation_reason,
+)
+from taiyi_ray.data.formats._jsonstream import iter_json_items
+from taiyi_ray.data.formats.base import BadRecord, Source
+from taiyi_ray.data.schema import Record
+
+ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "chatgpt": "assistant",
+    "bot": "assistant",
+    "model": "assistant",
+    "system": "system",
+}
+
+
+def convert_sharegpt_jsonl(source: Source) -> Iterator[Record | BadRecord]:
+    """Yield one dialogue record per line (its own `id` when it has one, else `{file}:{n}`)."""
+    return records_from_json_lines(source, _sharegpt_jsonl_fields)
+
+
+def _sharegpt_jsonl_fields(value: Any, local: str) -> dict[str, Any]:
+    record_id = str(value["id"]) if isinstance(value, dict) and value.get("id") is not None else local
+    return {"id": record_id, "document_id": record_id, "task": "dialogue", "turns": dialogue_turns(value)}
+
+
+def dialogue_turns(value: Any) -> list[dict[str, str]]:
+    """The turns of a ShareGPT / OpenAI-messages object; raises ValueError when it has no assistant turn."""
+    if not isinstance(value, dict):
+        raise ValueError(f"expected an object with 'conversations' or 'messages', got {type(value).__name__}")
+    if "conversations" in value:
+        raw_turns, role_key, content_key = value["conversations"], "from", "value"
+    elif "messages" in value:
+        raw_turns, role_key, content_key = value["messages"], "role", "content"
+    else:
+        raise ValueError(f"expected a 'conversations' or 'messages' list, got keys {sorted(value)}")
+    if not isinstance(raw_turns, list):
+        raise ValueError(f"'{'conversations' if role_key == 'from' else 'messages'}' must be a list")
+    turns = []
+    for number, turn in enumerate(raw_turns, start=1):
+        if not isinstance(turn, dict) or not isinstance(turn.get(content_key), str):
+            raise ValueError(f"turn {number} must be an object with a string {content_key!r}")
+        role = ROLES.get(str(turn.get(role_key, "")).lower())
+        if role is None:
+            raise ValueError(
+                f"turn {number}: unknown role {turn.get(role_key)!r}, expected one of {sorted(ROLES)}"
+            )
+        turns.append({"role": role, "content": turn[content_key]})
+    if not any(turn["role"] == "assistant" for turn in turns):
+        raise ValueError("the dialogue has no assistant turn to learn from")
+    return turns
+
+
+def convert_alpaca_json(source: Source) -> Iterator[Record | BadRecord]:
+    """Yield one dialogue record per instruction item."""
+    for number, line, value, error, raw in _alpaca_json_items(source):
+        record_id = local_id(source, number)
+        if error:
+            yield bad(source, line, record_id, error, raw)
+            continue
+        try:
+            fields = {
+                "id": record_id,
+                "document_id": record_id,
+                "task": "dialogue",
+                "turns": _alpaca_json_turns(value),
+            }
+        except ValueError as problem:
+            yield bad(source, line, record_id, str(problem), raw)
+            continue
+        yield build_record(source, line, raw, fields)
+
+
+def _alpaca_json_items(source: Source) -> Iterator[tuple[int, int, Any, str | None, str]]:
+    with source.storage.open(source.uri, "rb") as handle:
+        head = handle.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith(b"["):
+        with source.storage.open(source.uri, "rb") as handle:
+            for item in iter_json_items(handle):
+                yield item.index + 1, item.line, item.value, item.error, item.raw
+                if item.error:
+                    return
+    else:
+        for entry in iter_json_lines(source):
+            yield entry.number, entry.line.number, entry.value, entry.error, entry.line.text
+
+
+def _alpaca_json_turns(value: Any) -> list[dict[str, str]]:
+    if not isinstance(value, dict):
+        raise ValueError(f"expected an object with 'instruction' and 'output', got {type(value).__name__}")
+    instruction = require_str(value.get("instruction"), "instruction")
+    extra = value.get("input") or ""
+    if not isinstance(extra, str):
+        raise ValueError(f"'input' must be a string, got {type(extra).__name__}")
+    output = require_str(value.get("output"), "output")
+    turns: list[dict[str, str]] = []
+    system = value.get("system")
+    if isinstance(system, str) and system.strip():
+        turns.append({"role": "system", "content": system})
+    for number, pair in enumerate(value.get("history") or [], start=1):
+        if (
+            not isinstance(pair, list | tuple)
+            or len(pair) != 2
+            or not all(isinstance(part, str) for part in pair)
+        ):
+            raise ValueError(f"history item {number} must be a [user, assistant] pair of strings")
+        turns += [{"role": "user", "content": pair[0]}, {"role": "assistant", "content": pair[1]}]
+    prompt = f"{instruction}\n\n{extra}" if extra.strip() else instruction
+    turns += [{"role": "user", "content": prompt}, {"role": "assistant", "content": output}]
+    return turns
+
+
+def convert_unified_jsonl(source: Source) -> Iterator[Record | BadRecord]:
+    """Yield the records of a unified JSONL file, validated."""
+    for item in iter_json_lines(source):
+        if item.error:
+            yield bad(source, item.line.number, None, item.error, item.line.text)
+            continue
+        record_id = item.value.get("id") if isinstance(item.value, dict) else None
+        try:
+            yield Record.model_validate(item.value)
+        except ValidationError as error:
+            yield bad(
+                source,
+                item.line.number,
+                str(record_id) if record_id else None,
+                validation_reason(error),
+                item.line.text,
+            )
