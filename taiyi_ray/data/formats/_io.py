@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from taiyi_ray.data.formats._jsonstream import iter_json_items
 from taiyi_ray.data.formats.base import BadRecord, Source
 from taiyi_ray.data.schema import Record
 from taiyi_ray.storage import basename
@@ -137,3 +138,27 @@ def records_from_json_lines(
             yield bad(source, item.line.number, record_id, str(error), item.line.text)
             continue
         yield build_record(source, item.line.number, item.line.text, built)
+
+
+def records_from_json_array(
+    source: Source,
+    fields: Callable[[Any, int], dict[str, Any]],
+    item_id: Callable[[Any, int], str | None],
+) -> Iterator[Record | BadRecord]:
+    """The loop every JSON-array converter shares: one record per array item, read as a stream.
+
+    `fields(value, index)` turns an item into Record fields and raises ValueError (naming the field)
+    for a malformed one, which becomes a BadRecord under `item_id(value, index)`. Broken JSON ends the
+    file with one BadRecord at its line: nothing after it can be located.
+    """
+    with source.storage.open(source.uri, "rb") as handle:
+        for item in iter_json_items(handle):
+            if item.error:
+                yield bad(source, item.line, None, item.error, item.raw)
+                return
+            try:
+                built = fields(item.value, item.index)
+            except ValueError as error:
+                yield bad(source, item.line, item_id(item.value, item.index), str(error), item.raw)
+                continue
+            yield build_record(source, item.line, item.raw, built)

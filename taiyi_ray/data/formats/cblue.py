@@ -32,8 +32,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from taiyi_ray.data.formats._io import bad, build_record, local_id, records_from_json_lines, require_str
-from taiyi_ray.data.formats._jsonstream import iter_json_items
+from taiyi_ray.data.formats._io import local_id, records_from_json_array, records_from_json_lines, require_str
 from taiyi_ray.data.formats.base import BadRecord, Source
 from taiyi_ray.data.schema import Record
 from taiyi_ray.data.vocab import CMEEE_TYPES, KUAKE_QIC_LABELS
@@ -43,18 +42,11 @@ from taiyi_ray.storage import basename
 def convert_cmeee(source: Source) -> Iterator[Record | BadRecord]:
     """Yield one NER record per sentence of a CMeEE JSON array."""
     any_type = bool(source.options.get("any_type", False))
-    with source.storage.open(source.uri, "rb") as handle:
-        for item in iter_json_items(handle):
-            record_id = local_id(source, item.index + 1)
-            if item.error:
-                yield bad(source, item.line, None, item.error, item.raw)
-                return
-            try:
-                fields = _cmeee_fields(item.value, record_id, any_type)
-            except ValueError as error:
-                yield bad(source, item.line, record_id, str(error), item.raw)
-                continue
-            yield build_record(source, item.line, item.raw, fields)
+    return records_from_json_array(
+        source,
+        lambda value, index: _cmeee_fields(value, local_id(source, index + 1), any_type),
+        lambda value, index: local_id(source, index + 1),
+    )
 
 
 def _cmeee_fields(value: Any, record_id: str, any_type: bool) -> dict[str, Any]:
@@ -167,18 +159,15 @@ def _cmeie_entity(
 def convert_kuake_qic(source: Source) -> Iterator[Record | BadRecord]:
     """Yield one classification record per query."""
     any_label = bool(source.options.get("any_label", False))
-    with source.storage.open(source.uri, "rb") as handle:
-        for item in iter_json_items(handle):
-            if item.error:
-                yield bad(source, item.line, None, item.error, item.raw)
-                return
-            record_id = item.value.get("id") if isinstance(item.value, dict) else None
-            try:
-                fields = _kuake_qic_fields(item.value, basename(source.uri), any_label)
-            except ValueError as error:
-                yield bad(source, item.line, str(record_id) if record_id else None, str(error), item.raw)
-                continue
-            yield build_record(source, item.line, item.raw, fields)
+    file_name = basename(source.uri)
+    return records_from_json_array(
+        source, lambda value, index: _kuake_qic_fields(value, file_name, any_label), _kuake_qic_id
+    )
+
+
+def _kuake_qic_id(value: Any, index: int) -> str | None:
+    record_id = value.get("id") if isinstance(value, dict) else None
+    return str(record_id) if record_id else None
 
 
 def _kuake_qic_fields(value: Any, file_name: str, any_label: bool) -> dict[str, Any]:
