@@ -2,22 +2,34 @@
 
 - `taiyi-ray <job> ...` for the seven jobs (prepare_data, stage1, stage2, export, evaluate, serve,
   pipeline): exactly the `jobs/<job>.py` contract (`--config`, `--set`, `--run-dir`).
-- `taiyi-ray data {convert,stats,prepare}` and `taiyi-ray data shard` (= the prepare_data job), and `taiyi-ray eval score` for the tools.
+- `taiyi-ray data {convert,stats,prepare}` and `taiyi-ray data shard` (= the prepare_data job), and
+  `taiyi-ray eval score` for the tools: arguments, printing and exit statuses here; the work lives in the
+  modules they call (imported when a command runs, so `--help` stays instant).
+
+`taiyi-ray eval score`: score a prediction file against a gold file (DESIGN.md contract).
+
+`taiyi-ray eval score --task {ner,re,tc,tc_multilabel,qa} --gold G.jsonl --pred P.jsonl [--strict-spans] --json`
+prints `{"precision": p, "recall": r, "f1": f, "accuracy": a, "n": n}` (fractions 0..1, null where a
+metric does not apply). Both files hold unified records; an evaluation run's `predictions/SET.jsonl`
+and `gold/SET.jsonl` are read directly. Exit status 2 when a file cannot be read or scored.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from typing import TYPE_CHECKING
 
 from taiyi_ray.entry import run_job
 from taiyi_ray.job_specs import JOB_SPECS
 
+if TYPE_CHECKING:
+    from taiyi_ray.config.data import DataConfig
+    from taiyi_ray.config.platform import StorageConfig
+
 
 def build_tool_parser() -> argparse.ArgumentParser:
-    from taiyi_ray.data.cli import add_data_commands
-    from taiyi_ray.eval.cli import add_eval_commands
-
     parser = argparse.ArgumentParser(
         prog="taiyi-ray",
         description="Ray-native two-stage SFT of bilingual biomedical LLMs. Jobs: " + ", ".join(JOB_SPECS),
@@ -37,6 +49,193 @@ def main(argv: list[str] | None = None) -> int:
         return run_job(JOB_SPECS["prepare_data"], argv[2:])
     args = build_tool_parser().parse_args(argv)
     return int(args.run(args) or 0)
+
+
+def add_data_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    data = commands.add_parser("data", help="convert, inspect, prepare and shard datasets")
+    sub = data.add_subparsers(dest="data_command", required=True)
+
+    convert = sub.add_parser("convert", help="convert one source file to unified JSONL records")
+    convert.add_argument("--format", required=True, help="source format, e.g. bio_tsv, pubtator_cdr, cmeee")
+    convert.add_argument("--input", required=True, help="source file (path or s3:// URI)")
+    convert.add_argument("--output", required=True, help="OUT.jsonl (rejects go to OUT.rejects.jsonl)")
+    convert.add_argument("--on-error", choices=["fail", "quarantine"], default="fail")
+    convert.add_argument("--dataset", help="dataset name stored in each record (default: the file's stem)")
+    convert.add_argument(
+        "--split", default=None, help="split stored in each record (default: from the file name)"
+    )
+    convert.add_argument(
+        "--language", choices=["en", "zh"], default=None, help="default: the format's language"
+    )
+    convert.set_defaults(run=_run_convert)
+
+    stats = sub.add_parser("stats", help="count records, documents, mentions, relations, labels, answers")
+    stats.add_argument("file", help="unified JSONL records")
+    stats.add_argument("--json", action="store_true", help="print one JSON object")
+    stats.set_defaults(run=_run_stats)
+
+    prepare = sub.add_parser("prepare", help="convert + instruction-format every dataset of a catalogue")
+    prepare.add_argument("--config", help="a config with a data section (its catalogue is used)")
+    prepare.add_argument("--catalogue", help="a catalogue YAML (instead of --config)")
+    prepare.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    prepare.add_argument("--output", help="output directory (default: under the storage root)")
+    prepare.set_defaults(run=prepare_command)
+    # `data shard` (prepare + tokenize + pack + write) is the prepare_data job; taiyi_ray.cli routes it.
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    """`taiyi-ray data convert`: prints the counts; exit status 1 when a record fails in fail mode."""
+    from taiyi_ray.data.convert import ConvertError, convert_file
+    from taiyi_ray.storage import Storage
+
+    try:
+        report = convert_file(
+            args.format,
+            args.input,
+            args.output,
+            args.on_error,
+            Storage(),
+            args.dataset,
+            args.split,
+            args.language,
+        )
+    except ConvertError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(
+        json.dumps(
+            {
+                "records": report.records,
+                "rejects": report.rejects,
+                "output": report.output,
+                "rejects_file": report.rejects_path,
+            }
+        )
+    )
+    return 0
+
+
+def _run_stats(args: argparse.Namespace) -> int:
+    """`taiyi-ray data stats FILE [--json]`."""
+    from taiyi_ray.data.convert import ConvertError
+    from taiyi_ray.data.stats import compute_stats, format_stats
+
+    try:
+        stats = compute_stats(args.file)
+    except (ConvertError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(stats, ensure_ascii=False) if args.json else format_stats(stats))
+    return 0
+
+
+def prepare_command(args: argparse.Namespace) -> int:
+    """`taiyi-ray data prepare --config C | --catalogue C [--set data.k=v] [--output DIR]`: table + JSON line."""
+    from taiyi_ray.config.loader import ConfigError
+    from taiyi_ray.data.catalogue import load_catalogue
+    from taiyi_ray.data.convert import ConvertError
+    from taiyi_ray.data.prepare import PrepareError, prepare_samples
+    from taiyi_ray.storage import Storage, join
+
+    try:
+        config, storage_config = _prepare_config(args)
+        catalogue = load_catalogue(config.catalogue)
+        storage = Storage(storage_config)
+        output_dir = args.output or join(storage_config.root, "prepared", config.name)
+        result = prepare_samples(catalogue, config, storage, output_dir, progress=True)
+    except (ConfigError, ConvertError, PrepareError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(result.table())
+    summary = {
+        "output_dir": result.output_dir,
+        "sample_files": result.sample_files,
+        "records": result.totals.records,
+        "rejects": result.totals.rejects,
+        "decontaminated": result.totals.decontaminated,
+        "samples": result.totals.samples,
+    }
+    print(json.dumps(summary, ensure_ascii=False))
+    return 0
+
+
+def _prepare_config(args: argparse.Namespace) -> tuple[DataConfig, StorageConfig]:
+    from pydantic import ValidationError
+
+    from taiyi_ray.config.data import DataConfig
+    from taiyi_ray.config.loader import ConfigError, apply_overrides, format_validation_error, validate_file
+    from taiyi_ray.config.platform import StorageConfig
+
+    overrides = list(args.overrides or [])
+    if args.catalogue:
+        overrides.append(f"data.catalogue={args.catalogue}")
+    if args.config:
+        data = validate_file(DataConfig, args.config, overrides, section="data")
+        return data, validate_file(StorageConfig, args.config, overrides, section="storage")
+    if not args.catalogue:
+        raise ConfigError("data prepare: give --config (a config with a data section) or --catalogue C.yaml")
+    tree = apply_overrides({}, overrides)
+    try:
+        data = DataConfig.model_validate(tree.get("data") or {})
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error, "--catalogue/--set", {}, ("data",))) from None
+    try:
+        return data, StorageConfig.model_validate(tree.get("storage") or {})
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error, "--set", {}, ("storage",))) from None
+
+
+def add_eval_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register `eval score` under the `taiyi-ray` tool parser."""
+    from taiyi_ray.eval.scoring import SCORE_TASKS
+
+    evaluation = commands.add_parser(
+        "eval", help="score predictions (the evaluation job is `taiyi-ray evaluate`)"
+    )
+    sub = evaluation.add_subparsers(dest="eval_command", required=True)
+    score = sub.add_parser("score", help="score predicted records against gold records (matched by id)")
+    score.add_argument(
+        "--task", required=True, choices=SCORE_TASKS, help="qa covers yes/no/maybe and options"
+    )
+    score.add_argument("--gold", required=True, help="gold unified JSONL (path or s3:// URI)")
+    score.add_argument(
+        "--pred", required=True, help="predicted unified JSONL, e.g. RUN/predictions/SET.jsonl"
+    )
+    score.add_argument(
+        "--strict-spans",
+        action="store_true",
+        help="ner: score (document, type, offsets) spans as seqeval does, not de-duplicated texts",
+    )
+    score.add_argument("--json", action="store_true", help="print one JSON object")
+    score.set_defaults(run=_run_score)
+
+
+def _run_score(args: argparse.Namespace) -> int:
+    from taiyi_ray.eval.records_io import RecordFileError, read_gold, read_predictions
+    from taiyi_ray.eval.scoring import ScoringError, score_records
+    from taiyi_ray.storage import Storage
+
+    storage = Storage()
+    try:
+        gold = read_gold(args.gold, storage)
+        predicted = read_predictions(args.pred, storage)
+        unknown = sorted(set(predicted) - {record.id for record in gold})
+        if unknown:
+            raise ScoringError(
+                f"{args.pred}: {len(unknown)} predicted ids are not in {args.gold}, e.g. {unknown[:3]}; "
+                "expected predictions for gold ids only"
+            )
+        scored = score_records(args.task, gold, predicted, strict_spans=args.strict_spans)
+    except (RecordFileError, ScoringError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    result = scored.score.as_dict()
+    if args.json:
+        print(json.dumps(result))
+    else:
+        shown = ", ".join(f"{key} {'n/a' if value is None else value}" for key, value in result.items())
+        print(f"{args.task}: {shown}")
+    return 0
 
 
 if __name__ == "__main__":

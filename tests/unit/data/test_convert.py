@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from taiyi_ray.cli import add_data_commands
 from taiyi_ray.config.data import DatasetEntry
-from taiyi_ray.data.cli import add_data_commands
 from taiyi_ray.data.convert import ConvertError, convert_file, guess_split, iter_records, rejects_path_for
 from taiyi_ray.data.formats import FORMATS, BadRecord
 from taiyi_ray.storage import Storage

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from taiyi_ray.cli import prepare_command
 from taiyi_ray.config.data import Catalogue, DataConfig, DatasetEntry
 from taiyi_ray.data.catalogue import load_catalogue
-from taiyi_ray.data.cli import prepare_command
 from taiyi_ray.data.prepare import REPORT_FILE, PrepareError, prepare_samples
 from taiyi_ray.data.schema import InstructionSample
 from taiyi_ray.storage import Storage
