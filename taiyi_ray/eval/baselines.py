@@ -1,16 +1,11 @@
-"""Trivial baselines of a set, from its own gold: what a model that learned nothing would score.
+"""What a score is compared with: the trivial baselines of a set, and the published scores.
 
-A score means little without them: 35% on KUAKE-QIC is chance (its majority intent is about a third of
-the dev set), 35% on BC5CDR-Chem is not. Each baseline is scored by the set's own scorer and metric on
-predictions built from the gold, so it is exactly comparable with the model's score:
+Published scores to put ours beside (../shared/reference/paper-scores.json), read by path at run time.
 
-- `majority`: single-label classification and QA, the most frequent gold label / answer for every item;
-  multi-label classification, each label predicted for every item when most items carry it (majority
-  per label, usually "predict nothing"); NER and RE, predicting nothing (always 0).
-- `random`: uniform chance over the answer space where it is closed and single-answer (1 / labels for
-  single-label classification, 1 / options for QA, e.g. 33.3 for PubMedQA's yes/no/maybe); None for
-  multi-label classification, NER and RE, where chance has no single value.
-Scores are in percent, like `results.json`.
+The file is never copied into the project: `eval.reference_scores` points at it, and without it the
+report shows our columns only. Its shape: `columns` (Taiyi, ChatGPT-3.5, SOTA (discriminative),
+Taiyi-2), `sets` [{name, task, metric, eval_unit, scores: one per column}] and `average` (per column,
+over the paper's 13 sets).
 """
 
 from __future__ import annotations
@@ -22,6 +17,7 @@ from dataclasses import dataclass
 from taiyi_ray.data.schema import Record
 from taiyi_ray.eval.scoring import ScoreTask, score_records
 from taiyi_ray.eval.sets import EvalItem
+from taiyi_ray.storage import Storage
 
 
 @dataclass(frozen=True)
@@ -80,3 +76,53 @@ def _options(item: EvalItem) -> int:
     if item.spec.task == "qa_yesno":
         return 3  # PubMedQA: yes / no / maybe
     return 0
+
+
+REPORT_COLUMNS = ("Taiyi", "ChatGPT-3.5", "SOTA (discriminative)")
+"""The published columns the report shows beside ours (Taiyi-2 is a later model, left out)."""
+
+
+@dataclass(frozen=True)
+class ReferenceScores:
+    """Published percent scores: set name -> column -> score, and the paper's own averages."""
+
+    columns: tuple[str, ...]
+    by_set: dict[str, dict[str, float]]
+    eval_units: dict[str, str]
+    published_average: dict[str, float]
+
+    @property
+    def set_names(self) -> list[str]:
+        return list(self.by_set)
+
+
+def load_reference(storage: Storage, location: str) -> ReferenceScores:
+    """Read a paper-scores.json file; errors name the file and the field that is off."""
+    value = storage.read_json(location)
+    try:
+        columns = tuple(str(column) for column in value["columns"])
+        by_set: dict[str, dict[str, float]] = {}
+        units: dict[str, str] = {}
+        for index, item in enumerate(value["sets"]):
+            scores = item["scores"]
+            if len(scores) != len(columns):
+                raise ValueError(
+                    f"sets[{index}].scores has {len(scores)} values, expected {len(columns)} (columns)"
+                )
+            by_set[str(item["name"])] = {
+                column: float(score) for column, score in zip(columns, scores, strict=True)
+            }
+            units[str(item["name"])] = str(item.get("eval_unit", ""))
+        average = {
+            column: float(score) for column, score in zip(columns, value.get("average", []), strict=False)
+        }
+    except (KeyError, TypeError) as error:
+        raise ValueError(
+            f"{location}: expected columns, sets[].name/scores and average; missing {error}"
+        ) from None
+    except ValueError as error:
+        raise ValueError(f"{location}: {error}") from None
+    missing = [column for column in REPORT_COLUMNS if column not in columns]
+    if missing:
+        raise ValueError(f"{location}: columns {list(columns)} lack {missing}, which the report shows")
+    return ReferenceScores(columns, by_set, units, average)

@@ -16,12 +16,12 @@ from typing import Any, Literal
 
 from taiyi_ray.config.jobs import EvalJobConfig
 from taiyi_ray.data.catalogue import load_catalogue
+from taiyi_ray.eval.baselines import ReferenceScores, load_reference
 from taiyi_ray.eval.cache import PredictionCache, model_fingerprint
 from taiyi_ray.eval.finalise import SetResult, Timing, finalise_set, load_finished, missing_result
 from taiyi_ray.eval.generate import Generator, generate_sets
 from taiyi_ray.eval.generation_types import settings_key
 from taiyi_ray.eval.oracle import oracle_outputs
-from taiyi_ray.eval.reference import ReferenceScores, load_reference
 from taiyi_ray.eval.report import RunInfo, write_report
 from taiyi_ray.eval.sets import EvalSet, load_eval_set, select_entries
 from taiyi_ray.storage import Storage, join

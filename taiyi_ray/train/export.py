@@ -14,8 +14,7 @@ from peft import PeftModel
 
 from taiyi_ray.data.chat_format import get_chat_format
 from taiyi_ray.data.tokenizer import configure_tokenizer, load_tokenizer
-from taiyi_ray.model.convert_weights import convert_checkpoint
-from taiyi_ray.model.dtype import export_dtype
+from taiyi_ray.model.convert_weights import convert_checkpoint, export_dtype
 from taiyi_ray.model.export_files import write_export_files
 from taiyi_ray.model.factory import load_causal_lm
 from taiyi_ray.model.result import TrainedModel, read_result
@@ -34,7 +33,7 @@ def export_model(
     dtype: str = "auto",
 ) -> dict[str, Any]:
     """Write the export of the stage run `from_run` to `output` (local path or URI), its weights in
-    `dtype` (`auto`: the base model's own, see taiyi_ray.model.dtype)."""
+    `dtype` (`auto`: the base model's own, see taiyi_ray.model.convert_weights)."""
     result, directory = read_result(storage, from_run)
     chat_format = get_chat_format(result.chat_format)
     with tempfile.TemporaryDirectory() as scratch:

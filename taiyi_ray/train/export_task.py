@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from taiyi_ray.config.platform import StorageConfig
-from taiyi_ray.model.dtype import declared_dtype, export_dtype
+from taiyi_ray.model.convert_weights import declared_dtype, export_dtype
 from taiyi_ray.model.result import read_result
 from taiyi_ray.runtime import init_ray
 from taiyi_ray.storage import Storage, join

@@ -27,12 +27,10 @@ from taiyi_ray.model.factory import build_tiny_qwen2, padded_vocab_size
 from taiyi_ray.model.result import model_dir, read_result
 from taiyi_ray.runtime import init_ray
 from taiyi_ray.storage import Storage, StorageAccessError, join
-from taiyi_ray.train.checkpoint import STATE_FILE, latest_complete_checkpoint
-from taiyi_ray.train.fault import fault_step_from_env
+from taiyi_ray.train.checkpoint import STATE_FILE, fault_step_from_env, latest_complete_checkpoint
 from taiyi_ray.train.optimization import build_deepspeed_config
-from taiyi_ray.train.outputs import STOP_FILE, TRAIN_STATE
+from taiyi_ray.train.outputs import STOP_FILE, TRAIN_STATE, validation_summary
 from taiyi_ray.train.spec import ShardVersion, TrainSpec, Validator
-from taiyi_ray.train.validation_summary import validation_summary
 
 log = logging.getLogger(__name__)
 

@@ -35,12 +35,12 @@ from taiyi_ray.train.checkpoint import (
     checkpoint_name,
     discard,
     mark_complete,
+    maybe_fault,
     restore_checkpoint,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
-from taiyi_ray.train.fault import maybe_fault
 from taiyi_ray.train.metrics import MetricsWriter, flops_per_token, peak_flops
 from taiyi_ray.train.outputs import RunOutputs
 from taiyi_ray.train.preemption import NodePreempted

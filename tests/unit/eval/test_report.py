@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from taiyi_ray.eval.baselines import Baselines
+from taiyi_ray.eval.baselines import Baselines, ReferenceScores, load_reference
 from taiyi_ray.eval.finalise import SetResult, Timing
-from taiyi_ray.eval.reference import ReferenceScores, load_reference
 from taiyi_ray.eval.report import RunInfo, averages, report_markdown, write_report
 from taiyi_ray.storage import Storage
 
