@@ -69,7 +69,7 @@ def parse_args() -> argparse.Namespace:
 def build_model(directory: Path, shape: str, tokenizer_dir: str) -> Path:
     """An export-shaped directory: random Qwen2 weights of `shape`, the Qwen2 tokenizer, Taiyi's format."""
     from taiyi_ray.config.model import TinyQwen2Shape
-    from taiyi_ray.model.export_files import write_random_export
+    from taiyi_ray.model.result import write_random_export
 
     return write_random_export(directory, tokenizer_dir, TinyQwen2Shape(**SHAPES[shape]))
 

@@ -64,7 +64,7 @@ def build_model(shape: str, tokenizer_dir: str, directory: Path) -> Path:
     import torch
 
     from taiyi_ray.config.model import TinyQwen2Shape
-    from taiyi_ray.model.export_files import write_random_export
+    from taiyi_ray.model.result import write_random_export
 
     dims = QWEN25_05B if shape == "qwen2.5-0.5b" else TINY
     dtype = torch.float32 if shape == "tiny" else torch.bfloat16

@@ -211,7 +211,7 @@ def add_eval_commands(commands: argparse._SubParsersAction) -> None:  # type: ig
 
 
 def _run_score(args: argparse.Namespace) -> int:
-    from taiyi_ray.eval.records_io import RecordFileError, read_gold, read_predictions
+    from taiyi_ray.eval.finalise import RecordFileError, read_gold, read_predictions
     from taiyi_ray.eval.scoring import ScoringError, score_records
     from taiyi_ray.storage import Storage
 

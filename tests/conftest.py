@@ -141,7 +141,7 @@ def build_tiny_export(
 ) -> Path:
     """What `jobs/export.py` writes, for a random-weight model (no training needed)."""
     from taiyi_ray.config.model import TinyQwen2Shape
-    from taiyi_ray.model.export_files import write_random_export
+    from taiyi_ray.model.result import write_random_export
 
     shape = TinyQwen2Shape(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2)
     return write_random_export(directory, tokenizer_dir, shape, chat_format=chat_format, seed=seed)

@@ -16,9 +16,8 @@ from pydantic import ValidationError
 from taiyi_ray.config.base import StrictModel
 from taiyi_ray.config.data import DataConfig
 from taiyi_ray.config.evaluation import EvalConfig
-from taiyi_ray.config.export import ExportConfig
 from taiyi_ray.config.loader import ConfigError, apply_overrides, format_validation_error, read_yaml
-from taiyi_ray.config.model import ModelConfig
+from taiyi_ray.config.model import ExportConfig, ModelConfig
 from taiyi_ray.config.platform import RayConfig, StorageConfig
 from taiyi_ray.config.serving import ServeConfig
 from taiyi_ray.config.train import StageConfig

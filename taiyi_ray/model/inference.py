@@ -16,8 +16,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 from taiyi_ray.data.chat_format import IM_END, ChatFormat, get_chat_format
 from taiyi_ray.data.tokenizer import configure_tokenizer, load_tokenizer
-from taiyi_ray.model.export_files import EXPORT_INFO
 from taiyi_ray.model.factory import load_causal_lm
+from taiyi_ray.model.result import EXPORT_INFO
 
 
 @dataclass

@@ -15,9 +15,8 @@ from peft import PeftModel
 from taiyi_ray.data.chat_format import get_chat_format
 from taiyi_ray.data.tokenizer import configure_tokenizer, load_tokenizer
 from taiyi_ray.model.convert_weights import convert_checkpoint, export_dtype
-from taiyi_ray.model.export_files import write_export_files
 from taiyi_ray.model.factory import load_causal_lm
-from taiyi_ray.model.result import TrainedModel, read_result
+from taiyi_ray.model.result import TrainedModel, read_result, write_export_files
 from taiyi_ray.storage import Storage, join
 
 log = logging.getLogger(__name__)
