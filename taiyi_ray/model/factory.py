@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import cast
 
 import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel, Qwen2Config
@@ -38,7 +39,7 @@ def build_tiny_qwen2(
         num_key_value_heads=shape.num_key_value_heads,
         max_position_embeddings=shape.max_position_embeddings,
         tie_word_embeddings=shape.tie_word_embeddings,
-        rope_theta=shape.rope_theta,
+        rope_parameters={"rope_type": "default", "rope_theta": shape.rope_theta},
         eos_token_id=eos_token_id,
         pad_token_id=pad_token_id,
         bos_token_id=None,
@@ -68,10 +69,11 @@ def load_causal_lm(
 
 def unwrapped(model: torch.nn.Module) -> PreTrainedModel:
     """The transformers model itself: a peft model (LoRA / QLoRA) wraps it, a plain model is it."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model  # type: ignore[return-value]
+    get_base_model = getattr(model, "get_base_model", None)
+    return cast(PreTrainedModel, get_base_model() if callable(get_base_model) else model)
 
 
-def matmul_parameters(model: PreTrainedModel) -> int:
+def matmul_parameters(model: torch.nn.Module) -> int:
     """N of the PaLM FLOP count: parameters of every matmul (all Linear layers incl. the LM head)."""
     base = unwrapped(model)
     return sum(

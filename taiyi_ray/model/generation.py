@@ -61,7 +61,7 @@ def generate_batch(
     tokenizer.padding_side = "left"
     encoded = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
     encoded = {key: value.to(model.device) for key, value in encoded.items()}
-    end_id = tokenizer.convert_tokens_to_ids(loaded.chat_format.end_token)
+    end_id = _end_token_id(loaded)
     if settings.seed is not None:
         torch.manual_seed(settings.seed)
     options = {
@@ -83,7 +83,9 @@ def generate_batch(
         if end_id in row:
             row = row[: row.index(end_id)]
             finish = "stop"
-        results.append(Generated(tokenizer.decode(row, skip_special_tokens=True), row, int(count), finish))
+        results.append(
+            Generated(str(tokenizer.decode(row, skip_special_tokens=True)), row, int(count), finish)
+        )
     return results
 
 
@@ -228,7 +230,7 @@ def decode(
     listeners = list(listeners) if listeners is not None else [None] * len(prompt_ids)
     model, tokenizer = loaded.model, loaded.tokenizer
     device = model.device
-    end_id = tokenizer.convert_tokens_to_ids(loaded.chat_format.end_token)
+    end_id = _end_token_id(loaded)
     rows = [
         _new_row(tokenizer, ids, p, listener, device)
         for ids, p, listener in zip(prompt_ids, params, listeners, strict=True)
@@ -255,6 +257,14 @@ def decode(
             attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(rows), 1))], dim=1)
             position_ids = position_ids[:, -1:] + 1
     return [_completion(row) for row in rows]
+
+
+def _end_token_id(loaded: LoadedModel) -> int:
+    """The id of the chat format's end token (one token by construction of the tokenizer)."""
+    end_id = loaded.tokenizer.convert_tokens_to_ids(loaded.chat_format.end_token)
+    if not isinstance(end_id, int):
+        raise ValueError(f"end token {loaded.chat_format.end_token!r} is not a single token: {end_id}")
+    return end_id
 
 
 def _cache_argument(model) -> str:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
 
 from taiyi_ray.data.chat_format import IM_END, ChatFormat, get_chat_format
 from taiyi_ray.data.tokenizer import configure_tokenizer, load_tokenizer
@@ -22,7 +23,7 @@ from taiyi_ray.model.result import EXPORT_INFO
 
 @dataclass
 class LoadedModel:
-    model: PreTrainedModel
+    model: Any  # a transformers model, or a peft model wrapping one (adapters served by name)
     tokenizer: PreTrainedTokenizerFast
     chat_format: ChatFormat
     name: str
@@ -49,7 +50,7 @@ def load_for_inference(
         from peft import PeftModel
 
         base = json.loads(adapter_config.read_text())["base_model_name_or_path"]
-        model = PeftModel.from_pretrained(load_causal_lm(base, dtype), str(directory))
+        model: Any = PeftModel.from_pretrained(load_causal_lm(base, dtype), str(directory))
     else:
         model = load_causal_lm(directory, dtype)
     model.to(device)

@@ -87,7 +87,7 @@ def write_random_export(
     fmt = get_chat_format(chat_format)
     tokenizer = configure_tokenizer(load_tokenizer(tokenizer_dir), fmt)
     vocab = shape.vocab_size or padded_vocab_size(len(tokenizer))
-    model = build_tiny_qwen2(
+    model: Any = build_tiny_qwen2(
         shape, vocab, seed, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
     )
     model.to(dtype).save_pretrained(str(directory), safe_serialization=True)

@@ -91,7 +91,7 @@ def build_application(config: ServeConfig, api_key_digest: str | None = None) ->
     """The application serving `config.model` (see the module docstring); `api_key_digest` turns auth on."""
     if config.model is None:
         raise ValueError("serve.model is not set; expected a Hugging Face model directory (--model DIR)")
-    bound = TaiyiServer.options(**deployment_options(config))
+    bound = TaiyiServer.options(**deployment_options(config))  # type: ignore[attr-defined]  # a Deployment
     return bound.bind(config.model_dump(mode="json"), api_key_digest)
 
 

@@ -231,7 +231,7 @@ def _prompt_text(service: Service, prompt: str | list[int]) -> str:
     return (
         prompt
         if isinstance(prompt, str)
-        else service.registry.tokenizer.decode(prompt, skip_special_tokens=False)
+        else str(service.registry.tokenizer.decode(prompt, skip_special_tokens=False))
     )
 
 

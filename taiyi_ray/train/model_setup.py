@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from peft import LoraConfig as PeftLoraConfig
@@ -64,7 +65,7 @@ def _check_qlora(stage: StageConfig) -> None:
 def _peft_config(stage: StageConfig) -> PeftLoraConfig:
     return PeftLoraConfig(
         r=stage.lora.r,
-        lora_alpha=stage.lora.alpha,
+        lora_alpha=stage.lora.alpha,  # type: ignore[arg-type]  # peft scales by alpha / r: a float works
         lora_dropout=stage.lora.dropout,
         target_modules=stage.lora.target_modules,
         task_type="CAUSAL_LM",
@@ -76,6 +77,7 @@ def build_train_model(spec: TrainSpec, storage: Storage, scratch: str, dtype: to
     """Base + adapters (or full weights), ready for `deepspeed.initialize`."""
     stage = spec.stage
     _check_qlora(stage)
+    model: Any  # a transformers model, then possibly a peft model wrapping it
     model, base_location = _base_model(spec, storage, scratch, dtype)
     previous = spec.init_from
     if (

@@ -30,9 +30,14 @@ class ShardVersion:
 class ValidationScore(Protocol):
     """One set's score at one validation (percent), as written to metrics.jsonl."""
 
-    metric: str
-    score: float
-    n: int
+    @property
+    def metric(self) -> str: ...
+
+    @property
+    def score(self) -> float: ...
+
+    @property
+    def n(self) -> int: ...
 
     def to_json(self) -> dict[str, Any]: ...
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import ray.train
+import ray.train.torch
 import torch
 
 from taiyi_ray.data.tokenizer import load_tokenizer
@@ -113,7 +114,9 @@ def setup_worker(spec: TrainSpec) -> Worker:
     torch.manual_seed(stage.seed + 1 + rank)  # per-rank dropout streams (restored on resume)
     trainable = [parameter for parameter in built.model.parameters() if parameter.requires_grad]
     # Recorded so a test (or a user) can tell continued weights from freshly initialised ones.
-    initial_l2 = float(torch.sqrt(sum((parameter.detach().float() ** 2).sum() for parameter in trainable)))
+    initial_l2 = float(
+        torch.sqrt(sum(((parameter.detach().float() ** 2).sum() for parameter in trainable), torch.zeros(())))
+    )
     matmul_params = matmul_parameters(built.model)  # before ZeRO-3 partitions the weights
     optimizer, scheduler = build_optimizer(trainable, stage, spec.total_steps, on_gpu)
     checkpoint_dir, universal_dir = _checkpoint_to_load(storage, spec, rank, world, scratch)
