@@ -49,6 +49,8 @@ WORKDIR /app
 # Dependencies before the code, so editing the code does not re-install them.
 COPY pyproject.toml constraints.txt README.md ./
 COPY taiyi_ray ./taiyi_ray
+# jobs/ is part of the build: pyproject.toml installs the recipes as taiyi_ray.jobs (`taiyi-ray <job>`).
+COPY jobs ./jobs
 RUN uv pip install --constraint constraints.txt ".[gpu]"
 # flash-attn builds against the torch above (no build isolation), or takes its release's prebuilt wheel.
 RUN if [ "${WITH_FLASH_ATTN}" = "1" ]; then \
@@ -56,7 +58,6 @@ RUN if [ "${WITH_FLASH_ATTN}" = "1" ]; then \
       && MAX_JOBS=8 uv pip install --no-build-isolation --constraint constraints.txt "flash-attn==${FLASH_ATTN_VERSION}"; \
     fi
 
-COPY jobs ./jobs
 COPY configs ./configs
 
 # Ubuntu 24.04 images ship a user `ubuntu` with uid 1000: it becomes `ray`, the uid the manifests run as.

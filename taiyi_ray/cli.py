@@ -1,7 +1,8 @@
 """`taiyi-ray`: one command with a subcommand per stage.
 
 - `taiyi-ray <job> ...` for the seven jobs (prepare_data, stage1, stage2, export, evaluate, serve,
-  pipeline): exactly the `jobs/<job>.py` contract (`--config`, `--set`, `--run-dir`).
+  pipeline) runs the job's recipe, `jobs/<job>.py` (installed as `taiyi_ray.jobs.<job>`, the way
+  torchtune's `tune run` runs its recipes): the same file `ray job submit -- python jobs/<job>.py` runs.
 - `taiyi-ray data {convert,stats,prepare}` and `taiyi-ray data shard` (= the prepare_data job), and
   `taiyi-ray eval score` for the tools: arguments, printing and exit statuses here; the work lives in the
   modules they call (imported when a command runs, so `--help` stays instant).
@@ -17,22 +18,33 @@ and `gold/SET.jsonl` are read directly. Exit status 2 when a file cannot be read
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import pkgutil
 import sys
 from typing import TYPE_CHECKING
 
-from taiyi_ray.entry import run_job
-from taiyi_ray.job_specs import JOB_SPECS
-
 if TYPE_CHECKING:
-    from taiyi_ray.config.data import DataConfig
-    from taiyi_ray.config.platform import StorageConfig
+    from taiyi_ray.config.jobs import DataJobConfig
+
+RECIPES = "taiyi_ray.jobs"  # jobs/ of the repository, mapped into the package by pyproject.toml
+
+
+def job_names() -> list[str]:
+    """The recipes in jobs/: the jobs `taiyi-ray <job>` runs."""
+    return sorted(module.name for module in pkgutil.iter_modules(importlib.import_module(RECIPES).__path__))
+
+
+def run_recipe(name: str, argv: list[str]) -> int:
+    """Run `jobs/<name>.py` with `argv`, as `python jobs/<name>.py ...` would."""
+    recipe = importlib.import_module(f"{RECIPES}.{name}")
+    return int(recipe.main(argv))
 
 
 def build_tool_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="taiyi-ray",
-        description="Ray-native two-stage SFT of bilingual biomedical LLMs. Jobs: " + ", ".join(JOB_SPECS),
+        description="Ray-native two-stage SFT of bilingual biomedical LLMs. Jobs: " + ", ".join(job_names()),
     )
     commands = parser.add_subparsers(dest="command", required=True)
     add_data_commands(commands)
@@ -42,11 +54,11 @@ def build_tool_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in JOB_SPECS:
-        return run_job(JOB_SPECS[argv[0]], argv[1:])
+    if argv and argv[0] in job_names():
+        return run_recipe(argv[0], argv[1:])
     if argv[:2] == ["data", "shard"]:
         # Sharding is the prepare_data job (convert -> instruct -> tokenize -> pack -> Parquet + manifest).
-        return run_job(JOB_SPECS["prepare_data"], argv[2:])
+        return run_recipe("prepare_data", argv[2:])
     args = build_tool_parser().parse_args(argv)
     return int(args.run(args) or 0)
 
@@ -138,11 +150,11 @@ def prepare_command(args: argparse.Namespace) -> int:
     from taiyi_ray.storage import Storage, join
 
     try:
-        config, storage_config = _prepare_config(args)
-        catalogue = load_catalogue(config.catalogue)
-        storage = Storage(storage_config)
-        output_dir = args.output or join(storage_config.root, "prepared", config.name)
-        result = prepare_samples(catalogue, config, storage, output_dir, progress=True)
+        config = _prepare_config(args)
+        catalogue = load_catalogue(config.data.catalogue)
+        storage = Storage(config.storage)
+        output_dir = args.output or join(config.storage.root, "prepared", config.data.name)
+        result = prepare_samples(catalogue, config.data, storage, output_dir, progress=True)
     except (ConfigError, ConvertError, PrepareError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -159,30 +171,16 @@ def prepare_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prepare_config(args: argparse.Namespace) -> tuple[DataConfig, StorageConfig]:
-    from pydantic import ValidationError
-
-    from taiyi_ray.config.data import DataConfig
-    from taiyi_ray.config.loader import ConfigError, apply_overrides, format_validation_error, validate_file
-    from taiyi_ray.config.platform import StorageConfig
+def _prepare_config(args: argparse.Namespace) -> DataJobConfig:
+    from taiyi_ray.config.jobs import DataJobConfig, load_job_config
+    from taiyi_ray.config.loader import ConfigError
 
     overrides = list(args.overrides or [])
     if args.catalogue:
         overrides.append(f"data.catalogue={args.catalogue}")
-    if args.config:
-        data = validate_file(DataConfig, args.config, overrides, section="data")
-        return data, validate_file(StorageConfig, args.config, overrides, section="storage")
-    if not args.catalogue:
+    if not args.config and not args.catalogue:
         raise ConfigError("data prepare: give --config (a config with a data section) or --catalogue C.yaml")
-    tree = apply_overrides({}, overrides)
-    try:
-        data = DataConfig.model_validate(tree.get("data") or {})
-    except ValidationError as error:
-        raise ConfigError(format_validation_error(error, "--catalogue/--set", {}, ("data",))) from None
-    try:
-        return data, StorageConfig.model_validate(tree.get("storage") or {})
-    except ValidationError as error:
-        raise ConfigError(format_validation_error(error, "--set", {}, ("storage",))) from None
+    return load_job_config(DataJobConfig, args.config, overrides)
 
 
 def add_eval_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -26,6 +26,7 @@ from taiyi_ray.config.jobs import (
     ServeJobConfig,
     Stage1JobConfig,
     Stage2JobConfig,
+    StageJobConfig,
 )
 from taiyi_ray.storage import Storage, join
 
@@ -51,7 +52,7 @@ def _timed(
     return step
 
 
-def run_stage(config: Any, stage_name: str, run_dir: str, resume: bool = False) -> dict[str, Any]:
+def run_stage(config: StageJobConfig, stage_name: str, run_dir: str, resume: bool = False) -> dict[str, Any]:
     """A training stage as its job runs it: validation plan (when `stage.validation` is set) built from
     the config's `eval` section (template seed, decoding), then the Ray Train job."""
     from taiyi_ray.eval.validation import build_validation

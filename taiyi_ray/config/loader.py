@@ -150,17 +150,12 @@ def _nearest_line(path: tuple[str, ...], lines: Mapping[tuple[str, ...], int]) -
     return None
 
 
-def validate_file(
-    model: type[ModelT], path: str | Path, overrides: Iterable[str] = (), section: str | None = None
-) -> ModelT:
-    """Read `path` (optionally one top-level `section` of it), apply overrides, validate against `model`."""
+def validate_file(model: type[ModelT], path: str | Path, overrides: Iterable[str] = ()) -> ModelT:
+    """Read the YAML file at `path` (a catalogue; job configs go through `load_job_config`), apply
+    overrides, validate against `model`; errors name the file, line and field."""
     data, lines = read_yaml(path)
     data = apply_overrides(data, overrides)
-    prefix: tuple[str, ...] = ()
-    if section is not None:
-        data = data.get(section) or {}
-        prefix = (section,)
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(format_validation_error(error, str(path), lines, prefix)) from None
+        raise ConfigError(format_validation_error(error, str(path), lines)) from None

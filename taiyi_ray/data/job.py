@@ -15,6 +15,7 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerFast
 
+from taiyi_ray.config.jobs import DataJobConfig
 from taiyi_ray.config.model import ModelConfig
 from taiyi_ray.data.build_shards import build_shard_set
 from taiyi_ray.data.catalogue import load_catalogue
@@ -61,7 +62,7 @@ def resolve_tokenizer(
     return configure_tokenizer(tokenizer, chat_format)
 
 
-def run_data_job(config: Any, run_dir: str) -> dict[str, Any]:
+def run_data_job(config: DataJobConfig, run_dir: str) -> dict[str, Any]:
     """Prepare, tokenize and shard; returns the job's figures (incl. packing efficiency per set)."""
     storage = Storage(config.storage)
     data = config.data

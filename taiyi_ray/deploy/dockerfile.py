@@ -1,12 +1,14 @@
 """Static checks of the Dockerfile (no Docker engine needed): base images pinned by tag or digest, a
 CUDA base, a non-root final USER, no secrets (credential-named ENV/ARG, key material, credential files),
-the package installed under constraints.txt with the same torch pin, and COPY sources that exist; the
+the package installed under constraints.txt with the same torch pin after every directory its build
+needs is copied in (jobs/ too: it is installed as taiyi_ray.jobs), and COPY sources that exist; the
 GPU stack the speed switches need (a compiler for Triton, the `gpu` extra, flash-attn at its pin)."""
 
 from __future__ import annotations
 
 import re
 import shlex
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,15 +176,17 @@ def _secrets(where: str, field: str, item: Instruction) -> list[Finding]:
     ]
 
 
+PACKAGE_INSTALL = re.compile(
+    r"install\b.*(-c|--constraint)\s+constraints\.txt\s+[\"']?\.(\[[^\]]*\])?[\"']?(\s|$)"
+)
+
+
 def _installs(
     where: str, instructions: list[Instruction], args: dict[str, str], repo_root: Path
 ) -> list[Finding]:
     runs = [_expand(item.arguments, args) for item in instructions if item.keyword == "RUN"]
-    findings = []
-    if not any(
-        re.search(r"install\b.*(-c|--constraint)\s+constraints\.txt\s+[\"']?\.(\[[^\]]*\])?[\"']?(\s|$)", run)
-        for run in runs
-    ):
+    findings = _install_sources(where, instructions, args, repo_root)
+    if not any(PACKAGE_INSTALL.search(run) for run in runs):
         findings.append(
             Finding(
                 "docker-constraints",
@@ -213,6 +217,35 @@ def _installs(
             )
         )
     return findings
+
+
+def _install_sources(
+    where: str, instructions: list[Instruction], args: dict[str, str], repo_root: Path
+) -> list[Finding]:
+    """The build of `.` reads pyproject.toml and every directory it maps packages from: each must be
+    copied in before the install, or the image build fails (or ships without the recipes)."""
+    setuptools = (
+        tomllib.loads((repo_root / "pyproject.toml").read_text()).get("tool", {}).get("setuptools", {})
+    )
+    needed = {"pyproject.toml", "taiyi_ray", *setuptools.get("package-dir", {}).values()}
+    copied: set[str] = set()
+    for item in instructions:
+        if item.keyword in ("COPY", "ADD") and "--from=" not in item.arguments:
+            copied.update(token.rstrip("/") for token in shlex.split(item.arguments)[:-1])
+        if item.keyword == "RUN" and PACKAGE_INSTALL.search(_expand(item.arguments, args)):
+            missing = sorted(needed - copied)
+            if missing:
+                return [
+                    Finding(
+                        "docker-install-sources",
+                        where,
+                        f"line {item.line} RUN",
+                        f"got the package installed before {', '.join(missing)} is copied in, expected "
+                        "every directory pyproject.toml builds from (packages, package-dir) copied first",
+                    )
+                ]
+            break
+    return []
 
 
 def _gpu_stack(where: str, final_base: str, runs: list[str], repo_root: Path) -> list[Finding]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from taiyi_ray.config.jobs import ExportJobConfig
 from taiyi_ray.config.platform import StorageConfig
 from taiyi_ray.model.convert_weights import declared_dtype, export_dtype
 from taiyi_ray.model.result import read_result
@@ -28,7 +29,7 @@ PEAK_FACTOR = 1.5  # over the exported weights; measured 1.03 (full) and 1.09 (L
 MIN_FACTOR, MIN_RUNTIME_GIB = 1.1, 1.0  # below this the measured peak cannot fit: refused, not OOM-killed
 
 
-def run_export_job(config: Any, run_dir: str) -> dict[str, Any]:
+def run_export_job(config: ExportJobConfig, run_dir: str) -> dict[str, Any]:
     """Export `config.export.from_run` to `<run_dir>/model` in a Ray task sized by `export.memory_gib`."""
     import ray
 

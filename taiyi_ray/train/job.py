@@ -17,7 +17,9 @@ from typing import Any
 import yaml
 
 from taiyi_ray.config.data import DataConfig
+from taiyi_ray.config.jobs import StageJobConfig
 from taiyi_ray.config.model import ModelConfig
+from taiyi_ray.config.platform import StorageConfig
 from taiyi_ray.config.train import DataSource, StageConfig
 from taiyi_ray.data.chat_format import get_chat_format
 from taiyi_ray.data.plan import DataPlan, DataPosition, SourceFiles, steps_per_epoch, steps_remaining
@@ -172,7 +174,7 @@ def stop_on_sigterm(storage: Storage, run_dir: str) -> Iterator[None]:
 
 
 def build_spec(
-    config: Any,
+    config: StageJobConfig,
     stage_name: str,
     run_dir: str,
     storage: Storage,
@@ -246,7 +248,11 @@ def build_spec(
 
 
 def run_stage_job(
-    config: Any, stage_name: str, run_dir: str, resume: bool = False, validation: Validator | None = None
+    config: StageJobConfig,
+    stage_name: str,
+    run_dir: str,
+    resume: bool = False,
+    validation: Validator | None = None,
 ) -> dict[str, Any]:
     """Run one stage as a Ray Train job; returns the summary (also written to summary.json).
 
@@ -306,7 +312,7 @@ def run_stage_job(
 
 
 def check_workers_reach_storage(
-    storage_config: Any, run_dir: str, resources: dict[str, float], use_gpu: bool
+    storage_config: StorageConfig, run_dir: str, resources: dict[str, float], use_gpu: bool
 ) -> None:
     """Probe the run dir from a node where a training worker would run, with that node's environment
     (credentials never travel in runtime_env). Failing here ends the job with the probe's message; a
@@ -327,7 +333,7 @@ def check_workers_reach_storage(
         raise
 
 
-def _probe_storage(storage_config: Any, location: str) -> None:
+def _probe_storage(storage_config: StorageConfig, location: str) -> None:
     import ray
 
     Storage(storage_config).check_access(

@@ -21,7 +21,7 @@ ALLOWED = {
     "eval": {"config", "storage", "runtime", "data", "model", "eval"},
     "deploy": {"config", "deploy"},
 }
-TOP_LEVEL = {"entry", "job_specs", "cli", "pipeline", "__init__"}  # orchestration: may import any part
+TOP_LEVEL = {"entry", "cli", "pipeline", "__init__"}  # orchestration: may import any part
 
 
 def project_imports(path: Path) -> set[str]:

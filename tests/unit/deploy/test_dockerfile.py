@@ -44,6 +44,7 @@ CASES = [
     ("docker-torch", "ARG TORCH_VERSION=2.13.0", "ARG TORCH_VERSION=2.12.0"),
     ("docker-python", "ARG PYTHON_VERSION=3.11.14", "ARG PYTHON_VERSION=3.10.14"),
     ("docker-copy", "COPY jobs ./jobs", "COPY jobz ./jobs"),
+    ("docker-install-sources", "COPY jobs ./jobs\nRUN uv pip install", "RUN uv pip install"),
     ("docker-gpu-extra", 'constraints.txt ".[gpu]"', "constraints.txt ."),
     ("docker-flash-attn", "ARG FLASH_ATTN_VERSION=2.8.3.post2", "ARG FLASH_ATTN_VERSION=2.8.2"),
 ]
