@@ -28,7 +28,13 @@ import pyarrow.parquet as pq
 
 from taiyi_ray.data.chat_format import get_chat_format
 from taiyi_ray.data.pack import ROW_SCHEMA
-from taiyi_ray.data.shards import ShardSettings, summarise_files, write_manifest
+from taiyi_ray.data.shards import (
+    ShardManifest,
+    ShardSettings,
+    ShardTokenizer,
+    summarise_files,
+    write_manifest,
+)
 from taiyi_ray.data.tokenizer import (
     configure_tokenizer,
     save_tokenizer,
@@ -106,16 +112,18 @@ def ours(args: argparse.Namespace, root: str) -> dict:
     tokenizer_dir = save_tokenizer(tokenizer, os.path.join(root, "tokenizer"))
     version = os.path.join(root, "shards", "v-random")
     random_shards(version, args.steps * args.mb, args.seq, shape["vocab_size"])
-    body = summarise_files(storage, version, args.seq)
-    write_manifest(
-        storage,
-        version,
-        {
-            **body,
-            "settings": ShardSettings("taiyi", args.seq, True, "truncate", args.steps * args.mb).__dict__,
-            "tokenizer": {"fingerprint": tokenizer_fingerprint(tokenizer), "location": tokenizer_dir},
-        },
+    contents = summarise_files(storage, version, args.seq)
+    manifest = ShardManifest(
+        **dict(contents),
+        format_version=1,
+        content_hash="random-tokens",
+        input_samples=contents.samples,
+        dropped_samples=0,
+        settings=ShardSettings("taiyi", args.seq, True, "truncate", args.steps * args.mb),
+        tokenizer=ShardTokenizer(fingerprint=tokenizer_fingerprint(tokenizer), location=tokenizer_dir),
+        sample_files=[],
     )
+    write_manifest(storage, version, manifest)
     overrides = [f"storage.root={root}", f"model.tokenizer={tokenizer_dir}"]
     overrides += [f"model.tiny.{key}={value}" for key, value in shape.items()]
     overrides += [

@@ -31,12 +31,12 @@ from benchmarks._samples import QWEN2_TOKENIZER, training_sample_files
 from taiyi_ray.config.platform import RayConfig, StorageConfig
 from taiyi_ray.data.build_shards import build_shard_set
 from taiyi_ray.data.chat_format import get_chat_format
-from taiyi_ray.data.plan import DataPlan, SourceFiles
-from taiyi_ray.data.shards import ShardSettings
+from taiyi_ray.data.plan import DataPlan
+from taiyi_ray.data.shards import ShardManifest, ShardSettings
 from taiyi_ray.data.stream import STREAM_COLUMNS, RankStream, collate
 from taiyi_ray.data.tokenizer import configure_tokenizer, load_tokenizer, tokenizer_fingerprint
 from taiyi_ray.runtime import init_ray, prepare_process_env
-from taiyi_ray.storage import Storage, join
+from taiyi_ray.storage import Storage
 
 H200_TOKENS_PER_S = 78794
 PAD_ID = 151643
@@ -58,11 +58,9 @@ def build_local_shards(seq_len: int) -> dict:
     return build.manifest
 
 
-def plan_for(manifest: dict, root: str) -> DataPlan:
-    locations = tuple(join(root, entry["name"]) for entry in manifest["files"])
-    return DataPlan(
-        [SourceFiles(locations, tuple(entry["rows"] for entry in manifest["files"]))], seed=0, shuffle=False
-    )
+def plan_for(manifest: ShardManifest, root: str) -> DataPlan:
+    """The manifest's files, read from `root` (its version dir, or a copy of it elsewhere)."""
+    return DataPlan([manifest.model_copy(update={"version_dir": root}).source_files()], seed=0, shuffle=False)
 
 
 def bare_loop(storage: Storage, plan: DataPlan, micro_batch: int, epochs: int) -> tuple[int, float]:
@@ -129,10 +127,10 @@ def main() -> None:
     init_ray(RayConfig(num_cpus=4))
     manifest = build_local_shards(args.seq_len)
     s3_storage = Storage(StorageConfig(endpoint_url=endpoint))
-    s3_storage.upload_dir(manifest["version_dir"], "s3://bench/shards")
-    stores = {"local": (Storage(), manifest["version_dir"]), "s3": (s3_storage, "s3://bench/shards")}
+    s3_storage.upload_dir(manifest.version_dir, "s3://bench/shards")
+    stores = {"local": (Storage(), manifest.version_dir), "s3": (s3_storage, "s3://bench/shards")}
     ray_data_stream(
-        Storage(), plan_for(manifest, manifest["version_dir"]), args.micro_batch, 1
+        Storage(), plan_for(manifest, manifest.version_dir), args.micro_batch, 1
     )  # warm-up: Ray Data's first pipeline
     for store, (storage, root) in stores.items():
         plan = plan_for(manifest, root)

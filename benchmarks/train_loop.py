@@ -32,21 +32,23 @@ import torch
 from taiyi_ray.config import load_job_config
 from taiyi_ray.config.jobs import DataJobConfig, PipelineJobConfig, Stage1JobConfig
 from taiyi_ray.config.model import TinyQwen2Shape
+from taiyi_ray.data.shards import ShardManifest
 from taiyi_ray.runtime import prepare_process_env
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WARMUP = 3
 
 
-def batches(manifest: dict, micro_batch: int, steps: int, pad_id: int) -> list[dict[str, torch.Tensor]]:
+def batches(
+    manifest: ShardManifest, micro_batch: int, steps: int, pad_id: int
+) -> list[dict[str, torch.Tensor]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from taiyi_ray.data.stream import STREAM_COLUMNS, collate
 
     table = pa.concat_tables(
-        pq.read_table(os.path.join(manifest["version_dir"], entry["name"]), columns=STREAM_COLUMNS)
-        for entry in manifest["files"]
+        pq.read_table(location, columns=STREAM_COLUMNS) for location in manifest.source_files().locations
     )
     out = []
     while len(out) < steps:
@@ -198,8 +200,8 @@ def main() -> None:
     from taiyi_ray.model.factory import padded_vocab_size
     from taiyi_ray.storage import Storage
 
-    manifest = load_manifest(Storage(), summary["shard_sets"]["stage1"]["version_dir"])
-    tokenizer = load_tokenizer(summary["tokenizer"]["location"])
+    manifest = load_manifest(Storage(), summary.shard_sets["stage1"].version_dir)
+    tokenizer = load_tokenizer(summary.tokenizer.location)
     pad_id, vocab = tokenizer.pad_token_id, padded_vocab_size(len(tokenizer))
     data = batches(manifest, args.micro_batch, args.steps, pad_id)
     rounds: dict[str, list[float]] = {"bare_pytorch": [], "deepspeed": [], "ray_train": []}

@@ -12,7 +12,6 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.json as pajson
@@ -21,7 +20,9 @@ from taiyi_ray.data.encode_samples import SampleTokenizer
 from taiyi_ray.data.pack import RowPacker
 from taiyi_ray.data.shards import (
     ShardError,
+    ShardManifest,
     ShardSettings,
+    ShardTokenizer,
     content_hash,
     file_sha256,
     load_manifest,
@@ -37,7 +38,7 @@ PACK_WINDOW = 8192
 
 @dataclass(frozen=True)
 class ShardBuild:
-    manifest: dict[str, Any]
+    manifest: ShardManifest
     built: bool  # False: an identical version existed and was reused
 
 
@@ -101,7 +102,7 @@ def build_shard_set(
     version_dir = join(set_location, f"v-{digest[:16]}")
     try:
         manifest = load_manifest(storage, version_dir)
-        log.info("shards up to date: %s (%d rows)", version_dir, manifest["rows"])
+        log.info("shards up to date: %s (%d rows)", version_dir, manifest.rows)
         return ShardBuild(manifest, built=False)
     except ShardError:
         storage.remove(version_dir)  # an incomplete earlier attempt, if any
@@ -143,27 +144,25 @@ def build_shard_set(
             compression="zstd",
             mode=SaveMode.OVERWRITE,  # the version directory is new; names need no write uuid
         )
-    body = summarise_files(storage, version_dir, settings.max_seq_len)
-    body.update(
-        {
-            "format_version": 1,
-            "content_hash": digest,
-            "input_samples": input_samples,
-            "dropped_samples": input_samples - body["samples"],
-            "settings": settings.__dict__,
-            "tokenizer": {"fingerprint": tokenizer_fingerprint, "location": tokenizer_dir},
-            "sample_files": sample_files,
-        }
+    contents = summarise_files(storage, version_dir, settings.max_seq_len)
+    manifest = ShardManifest(
+        **dict(contents),
+        format_version=1,
+        content_hash=digest,
+        input_samples=input_samples,
+        dropped_samples=input_samples - contents.samples,
+        settings=settings,
+        tokenizer=ShardTokenizer(fingerprint=tokenizer_fingerprint, location=tokenizer_dir),
+        sample_files=sample_files,
     )
-    manifest = write_manifest(storage, version_dir, body)
-    manifest["version_dir"] = version_dir
+    manifest = write_manifest(storage, version_dir, manifest)
     log.info(
         "wrote %s: %d rows, %d samples, %d tokens, packing efficiency %.4f",
         version_dir,
-        manifest["rows"],
-        manifest["samples"],
-        manifest["tokens"],
-        manifest["packing_efficiency"],
+        manifest.rows,
+        manifest.samples,
+        manifest.tokens,
+        manifest.packing_efficiency,
     )
     return ShardBuild(manifest, built=True)
 

@@ -11,8 +11,8 @@ import json
 import logging
 import tempfile
 from collections.abc import Iterator
-from typing import Any
 
+from pydantic import BaseModel, ConfigDict
 from transformers import PreTrainedTokenizerFast
 
 from taiyi_ray.config.jobs import DataJobConfig
@@ -21,7 +21,7 @@ from taiyi_ray.data.build_shards import build_shard_set
 from taiyi_ray.data.catalogue import load_catalogue
 from taiyi_ray.data.chat_format import get_chat_format
 from taiyi_ray.data.prepare import prepare_samples
-from taiyi_ray.data.shards import ShardSettings, shard_sets_root
+from taiyi_ray.data.shards import DatasetShare, ShardManifest, ShardSettings, shard_sets_root
 from taiyi_ray.data.tokenizer import (
     configure_tokenizer,
     load_tokenizer,
@@ -33,6 +33,49 @@ from taiyi_ray.runtime import init_ray
 from taiyi_ray.storage import Storage, join
 
 log = logging.getLogger(__name__)
+
+
+class _Result(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ShardSetResult(_Result):
+    """One shard set the job wrote or reused (its manifest's figures)."""
+
+    version_dir: str
+    built: bool  # False: an identical version existed and was reused
+    rows: int
+    samples: int
+    tokens: int
+    label_tokens: int
+    packing_efficiency: float
+    truncated_samples: int
+    dropped_samples: int
+    datasets: dict[str, DatasetShare]
+
+    @classmethod
+    def of(cls, manifest: ShardManifest, built: bool) -> ShardSetResult:
+        fields = manifest.model_dump(include=set(cls.model_fields) - {"version_dir", "built"})
+        return cls(version_dir=manifest.version_dir, built=built, **fields)
+
+
+class TokenizerSummary(_Result):
+    location: str
+    fingerprint: str
+    vocab: int
+
+
+class DataJobResult(_Result):
+    """The prepare_data job's `summary.json` and result line (`shard_sets.<set>.rows` is read by checks)."""
+
+    run_dir: str
+    records: int
+    rejects: int
+    decontaminated: int
+    samples: int
+    packing_efficiency: float  # over every shard set
+    tokenizer: TokenizerSummary
+    shard_sets: dict[str, ShardSetResult]
 
 
 def _sample_texts(storage: Storage, files: list[str]) -> Iterator[str]:
@@ -62,7 +105,7 @@ def resolve_tokenizer(
     return configure_tokenizer(tokenizer, chat_format)
 
 
-def run_data_job(config: DataJobConfig, run_dir: str) -> dict[str, Any]:
+def run_data_job(config: DataJobConfig, run_dir: str) -> DataJobResult:
     """Prepare, tokenize and shard; returns the job's figures (incl. packing efficiency per set)."""
     storage = Storage(config.storage)
     data = config.data
@@ -85,7 +128,7 @@ def run_data_job(config: DataJobConfig, run_dir: str) -> dict[str, Any]:
         rows_per_shard=data.rows_per_shard,
     )
     init_ray(config.ray)
-    shard_sets: dict[str, Any] = {}
+    shard_sets: dict[str, ShardSetResult] = {}
     for set_name, files in prepared.sample_files.items():
         if not files:
             continue
@@ -98,30 +141,20 @@ def run_data_job(config: DataJobConfig, run_dir: str) -> dict[str, Any]:
             settings,
             data.tokenize_batch_size,
         )
-        manifest = build.manifest
-        shard_sets[set_name] = {
-            "version_dir": manifest["version_dir"],
-            "built": build.built,
-            "rows": manifest["rows"],
-            "samples": manifest["samples"],
-            "tokens": manifest["tokens"],
-            "label_tokens": manifest["label_tokens"],
-            "packing_efficiency": manifest["packing_efficiency"],
-            "truncated_samples": manifest["truncated_samples"],
-            "dropped_samples": manifest["dropped_samples"],
-            "datasets": manifest["datasets"],
-        }
-    rows = sum(item["rows"] for item in shard_sets.values())
-    tokens = sum(item["tokens"] for item in shard_sets.values())
-    summary = {
-        "run_dir": run_dir,
-        "records": prepared.totals.records,
-        "rejects": prepared.totals.rejects,
-        "decontaminated": prepared.totals.decontaminated,
-        "samples": prepared.totals.samples,
-        "packing_efficiency": round(tokens / (rows * data.max_seq_len), 6) if rows else 0.0,
-        "tokenizer": {"location": tokenizer_location, "fingerprint": fingerprint, "vocab": len(tokenizer)},
-        "shard_sets": shard_sets,
-    }
-    storage.write_json(join(run_dir, "summary.json"), summary)
+        shard_sets[set_name] = ShardSetResult.of(build.manifest, build.built)
+    rows = sum(item.rows for item in shard_sets.values())
+    tokens = sum(item.tokens for item in shard_sets.values())
+    summary = DataJobResult(
+        run_dir=run_dir,
+        records=prepared.totals.records,
+        rejects=prepared.totals.rejects,
+        decontaminated=prepared.totals.decontaminated,
+        samples=prepared.totals.samples,
+        packing_efficiency=round(tokens / (rows * data.max_seq_len), 6) if rows else 0.0,
+        tokenizer=TokenizerSummary(
+            location=tokenizer_location, fingerprint=fingerprint, vocab=len(tokenizer)
+        ),
+        shard_sets=shard_sets,
+    )
+    storage.write_json(join(run_dir, "summary.json"), summary.model_dump(mode="json"))
     return summary

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from taiyi_ray.config.data import DataConfig
+from taiyi_ray.data.plan import SourceFiles
 from taiyi_ray.storage import Storage, join
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,67 @@ class ShardSettings:
     rows_per_shard: int
 
 
+class _ManifestPart(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ShardFile(_ManifestPart):
+    name: str
+    rows: int
+    bytes: int
+    tokens: int
+
+
+class DatasetShare(_ManifestPart):
+    samples: int
+    tokens: int
+    share: float  # of the set's samples
+
+
+class ShardTokenizer(_ManifestPart):
+    fingerprint: str
+    location: str
+
+
+class ShardContents(_ManifestPart):
+    """What the shard files of a version hold, read back from the files themselves."""
+
+    files: list[ShardFile]
+    rows: int
+    samples: int
+    tokens: int
+    label_tokens: int
+    truncated_samples: int
+    packing_efficiency: float  # tokens / (rows x max_seq_len)
+    datasets: dict[str, DatasetShare]
+
+
+class ShardManifest(ShardContents):
+    """`manifest.json` of a shard set version: what the data job wrote and a training stage reads.
+
+    Written by `write_manifest` and read by `load_manifest` only; `manifest_sha256` covers every other
+    key, so an edited manifest is refused. `version_dir` is where it was read from (not stored)."""
+
+    format_version: int
+    content_hash: str
+    input_samples: int
+    dropped_samples: int
+    settings: ShardSettings
+    tokenizer: ShardTokenizer
+    sample_files: list[str]
+    created_unix_s: int = 0
+    manifest_sha256: str = ""
+    version_dir: str = Field(default="", exclude=True)
+
+    def source_files(self, weight: float = 1.0) -> SourceFiles:
+        """The version's files and row counts, as the data plan takes them."""
+        return SourceFiles(
+            tuple(join(self.version_dir, entry.name) for entry in self.files),
+            tuple(entry.rows for entry in self.files),
+            weight,
+        )
+
+
 def content_hash(sample_file_hashes: list[str], tokenizer_fingerprint: str, settings: ShardSettings) -> str:
     payload = json.dumps(
         {
@@ -75,7 +138,7 @@ def _manifest_digest(manifest: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-def summarise_files(storage: Storage, version_dir: str, seq_len: int) -> dict[str, Any]:
+def summarise_files(storage: Storage, version_dir: str, seq_len: int) -> ShardContents:
     """Read the small columns of every shard file and build the manifest body (files, totals, shares)."""
     files = [location for location in storage.list(version_dir) if location.endswith(".parquet")]
     entries, per_dataset_samples, per_dataset_tokens = [], Counter[str](), Counter[str]()
@@ -96,12 +159,7 @@ def summarise_files(storage: Storage, version_dir: str, seq_len: int) -> dict[st
                 per_dataset_tokens[dataset] += count
         file_tokens = int(sum(table.column("num_tokens").to_pylist()))
         entries.append(
-            {
-                "name": location.rsplit("/", 1)[-1],
-                "rows": table.num_rows,
-                "bytes": size,
-                "tokens": file_tokens,
-            }
+            ShardFile(name=location.rsplit("/", 1)[-1], rows=table.num_rows, bytes=size, tokens=file_tokens)
         )
         rows += table.num_rows
         samples += sum(len(item) for item in table.column("datasets").to_pylist())
@@ -109,30 +167,33 @@ def summarise_files(storage: Storage, version_dir: str, seq_len: int) -> dict[st
         label_tokens += int(sum(table.column("num_label_tokens").to_pylist()))
         truncated += int(sum(table.column("truncated_samples").to_pylist()))
     total_samples = max(samples, 1)
-    return {
-        "files": entries,
-        "rows": rows,
-        "samples": samples,
-        "tokens": tokens,
-        "label_tokens": label_tokens,
-        "truncated_samples": truncated,
-        "packing_efficiency": round(tokens / (rows * seq_len), 6) if rows else 0.0,
-        "datasets": {
-            name: {
-                "samples": per_dataset_samples[name],
-                "tokens": per_dataset_tokens[name],
-                "share": round(per_dataset_samples[name] / total_samples, 6),
-            }
+    return ShardContents(
+        files=entries,
+        rows=rows,
+        samples=samples,
+        tokens=tokens,
+        label_tokens=label_tokens,
+        truncated_samples=truncated,
+        packing_efficiency=round(tokens / (rows * seq_len), 6) if rows else 0.0,
+        datasets={
+            name: DatasetShare(
+                samples=per_dataset_samples[name],
+                tokens=per_dataset_tokens[name],
+                share=round(per_dataset_samples[name] / total_samples, 6),
+            )
             for name in sorted(per_dataset_samples)
         },
+    )
+
+
+def write_manifest(storage: Storage, version_dir: str, manifest: ShardManifest) -> ShardManifest:
+    """Stamp, digest and write `manifest.json` (last: a version without one is incomplete)."""
+    body = manifest.model_dump(mode="json", exclude={"manifest_sha256"}) | {
+        "created_unix_s": int(time.time())
     }
-
-
-def write_manifest(storage: Storage, version_dir: str, manifest: dict[str, Any]) -> dict[str, Any]:
-    manifest = {**manifest, "created_unix_s": int(time.time())}
-    manifest["manifest_sha256"] = _manifest_digest(manifest)
-    storage.write_json(join(version_dir, MANIFEST), manifest)
-    return manifest
+    body["manifest_sha256"] = _manifest_digest(body)
+    storage.write_json(join(version_dir, MANIFEST), body)
+    return ShardManifest.model_validate(body).model_copy(update={"version_dir": version_dir})
 
 
 def resolve_version(storage: Storage, set_location: str) -> str:
@@ -152,24 +213,28 @@ def resolve_version(storage: Storage, set_location: str) -> str:
     return max(versions)[1]
 
 
-def load_manifest(storage: Storage, version_dir: str, check_files: bool = True) -> dict[str, Any]:
+def load_manifest(storage: Storage, version_dir: str, check_files: bool = True) -> ShardManifest:
     """Read and verify a manifest: its own digest and, when `check_files`, each file's presence and size."""
     location = join(version_dir, MANIFEST)
     if not storage.exists(location):
         raise ShardError(f"{location}: missing manifest (incomplete or not a shard set)")
-    manifest = storage.read_json(location)
-    if manifest.get("manifest_sha256") != _manifest_digest(manifest):
+    body = storage.read_json(location)
+    if body.get("manifest_sha256") != _manifest_digest(body):
         raise ShardError(f"{location}: manifest digest does not match its content (edited or corrupt)")
+    try:
+        manifest = ShardManifest.model_validate(body).model_copy(update={"version_dir": version_dir})
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, item['loc']))}: {item['msg']}" for item in error.errors())
+        raise ShardError(f"{location}: not a shard manifest of this version ({problems})") from None
     if check_files:
-        for entry in manifest["files"]:
-            shard = join(version_dir, entry["name"])
+        for entry in manifest.files:
+            shard = join(version_dir, entry.name)
             filesystem, path = storage.arrow(shard)
             info = filesystem.get_file_info(path)
             if info.size is None or info.type.name != "File":
                 raise ShardError(f"{shard}: listed in the manifest but missing")
-            if info.size != entry["bytes"]:
+            if info.size != entry.bytes:
                 raise ShardError(
-                    f"{shard}: {info.size} bytes, the manifest says {entry['bytes']} (truncated or replaced)"
+                    f"{shard}: {info.size} bytes, the manifest says {entry.bytes} (truncated or replaced)"
                 )
-    manifest["version_dir"] = version_dir
     return manifest

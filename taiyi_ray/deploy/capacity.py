@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from taiyi_ray.config.jobs import EvalJobConfig
 from taiyi_ray.deploy.entrypoints import Invocation
 from taiyi_ray.deploy.findings import Finding
 from taiyi_ray.deploy.manifests import as_int, quantity
@@ -58,7 +59,7 @@ def check_training(invocation: Invocation) -> list[Finding]:
                     f"{invocation.job} needs {need:g} CPUs, workers provide {cpus:g}",
                 )
             ]
-    if invocation.job == "evaluate":
+    if isinstance(config, EvalJobConfig):
         evaluation = config.eval
         need = evaluation.num_actors * evaluation.gpus_per_actor
         if need > gpus:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from taiyi_ray.config import JOB_CONFIGS, ConfigError, is_uri, load_job_config
+from taiyi_ray.config.jobs import JobConfig
 from taiyi_ray.deploy.findings import Finding, resource_name
 from taiyi_ray.deploy.manifests import as_int
 
@@ -34,7 +35,7 @@ class Invocation:
     overrides: list[str] = field(default_factory=list)
     run_dir: str | None = None
     flags: set[str] = field(default_factory=set)
-    config: Any = None
+    config: JobConfig | None = None
     backoff_limit: int = 0
     cluster: dict[str, Any] = field(default_factory=dict)
 
@@ -125,7 +126,7 @@ def load_invocation(
         ]
     try:
         with environment(env):
-            invocation.config = load_job_config(
+            config = load_job_config(
                 JOB_CONFIGS[job], repo_root / invocation.config_path, invocation.overrides
             )
     except ConfigError as error:
@@ -137,11 +138,11 @@ def load_invocation(
                 f"{invocation.config_path} does not validate for {job}: {error}",
             )
         ]
-    return invocation, list(_storage(invocation))
+    invocation.config = config
+    return invocation, list(_storage(invocation, config.storage.root))
 
 
-def _storage(invocation: Invocation) -> Iterator[Finding]:
-    root = invocation.config.storage.root
+def _storage(invocation: Invocation, root: str) -> Iterator[Finding]:
     if not is_uri(root):
         yield Finding(
             "storage-uri",
@@ -194,7 +195,7 @@ def check_pipeline(invocations: list[Invocation]) -> list[Finding]:
                 f"got no RayJob for {missing}, expected one per step of {PIPELINE}",
             )
         )
-    roots = {invocation.config.storage.root for invocation in invocations}
+    roots = {invocation.config.storage.root for invocation in invocations if invocation.config is not None}
     if len(roots) > 1:
         findings.append(
             Finding(

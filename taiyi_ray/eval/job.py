@@ -22,7 +22,7 @@ from taiyi_ray.eval.finalise import SetResult, Timing, finalise_set, load_finish
 from taiyi_ray.eval.generate import Generator, generate_sets
 from taiyi_ray.eval.generation_types import settings_key
 from taiyi_ray.eval.oracle import oracle_outputs
-from taiyi_ray.eval.report import RunInfo, write_report
+from taiyi_ray.eval.report import EvalSummary, RunInfo, write_report
 from taiyi_ray.eval.sets import EvalSet, load_eval_set, select_entries
 from taiyi_ray.storage import Storage, join
 
@@ -66,9 +66,16 @@ def _oracle_text(noise: float) -> str:
     return "oracle (gold answers)" + (f", noise {noise}" if noise else "")
 
 
+class EvalJobResult(EvalSummary):
+    """The evaluation job's result line: its summary, the speed per set, where the report is."""
+
+    items_per_s: dict[str, float | None]
+    report: str
+
+
 def run_eval_job(
     config: EvalJobConfig, run_dir: str, oracle: bool = False, oracle_noise: float = 0.0
-) -> dict[str, Any]:
+) -> EvalJobResult:
     """Evaluate, write the run directory's report, and return the final JSON line's figures."""
     started = time.perf_counter()
     storage = Storage(config.storage)
@@ -91,16 +98,11 @@ def run_eval_job(
         wall_s=time.perf_counter() - started,
     )
     summary = write_report(storage, run_dir, ordered, reference, info)
-    return {
-        "average": summary["average"],
-        "average_compared": summary.get("average_compared"),
-        "scores": summary["scores"],
-        "missing": summary["missing"],
-        "unparsed": summary["unparsed"],
-        "items": summary["items"],
-        "items_per_s": {result.name: result.timing.items_per_s for result in ordered if not result.missing},
-        "report": join(run_dir, "report.md"),
-    }
+    return EvalJobResult(
+        **dict(summary),
+        items_per_s={result.name: result.timing.items_per_s for result in ordered if not result.missing},
+        report=join(run_dir, "report.md"),
+    )
 
 
 def _reference(storage: Storage, location: str | None) -> ReferenceScores | None:

@@ -18,10 +18,10 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from pydantic import BaseModel, ConfigDict
 
 from taiyi_ray.eval.baselines import REPORT_COLUMNS, ReferenceScores
 from taiyi_ray.eval.finalise import SetResult
@@ -41,20 +41,40 @@ class RunInfo:
     wall_s: float | None = None
 
 
-def averages(results: Sequence[SetResult], reference: ReferenceScores | None) -> dict[str, Any]:
+class EvalSummary(BaseModel):
+    """An evaluation run's `summary.json` (scores in percent, None where a set could not be scored)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    average: float | None  # ours, over every scored set
+    sets_scored: int
+    sets_compared: list[str] | None  # the scored sets the published scores also have (None: no reference)
+    average_compared: dict[str, float | None] | None  # ours and each published column over those sets
+    scores: dict[str, float | None]
+    missing: list[str]
+    unparsed: int
+    items: int
+
+
+def summarise(results: Sequence[SetResult], reference: ReferenceScores | None) -> EvalSummary:
     """Ours over every scored set; and ours and each published column over the sets both sides have."""
     scored = {result.name: result.score for result in results if result.score is not None}
-    summary: dict[str, Any] = {
-        "average": _mean(list(scored.values())),
-        "sets_scored": len(scored),
-    }
+    shared, compared = None, None
     if reference is not None:
         shared = [name for name in scored if name in reference.by_set]
-        summary["sets_compared"] = shared
-        summary["average_compared"] = {OURS: _mean([scored[name] for name in shared])}
+        compared = {OURS: _mean([scored[name] for name in shared])}
         for column in REPORT_COLUMNS:
-            summary["average_compared"][column] = _mean([reference.by_set[name][column] for name in shared])
-    return summary
+            compared[column] = _mean([reference.by_set[name][column] for name in shared])
+    return EvalSummary(
+        average=_mean(list(scored.values())),
+        sets_scored=len(scored),
+        sets_compared=shared,
+        average_compared=compared,
+        scores={result.name: result.score for result in results},
+        missing=[result.name for result in results if result.missing],
+        unparsed=sum(result.unparsed for result in results),
+        items=sum(result.n for result in results),
+    )
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
@@ -108,13 +128,13 @@ def _header(info: RunInfo) -> list[str]:
 
 
 def _average_rows(results: Sequence[SetResult], reference: ReferenceScores | None, width: int) -> list[str]:
-    summary = averages(results, reference)
-    if reference is None:
-        return [f"| **Average** ({summary['sets_scored']} sets) | | | {_cell(summary['average'])} | | | | |"]
-    compared = summary["average_compared"]
+    summary = summarise(results, reference)
+    if reference is None or summary.average_compared is None or summary.sets_compared is None:
+        return [f"| **Average** ({summary.sets_scored} sets) | | | {_cell(summary.average)} | | | | |"]
+    compared = summary.average_compared
     cells = "".join(f"{_cell(compared[column])} | " for column in REPORT_COLUMNS)
     rows = [
-        f"| **Average over the {len(summary['sets_compared'])} sets on both sides** | | | "
+        f"| **Average over the {len(summary.sets_compared)} sets on both sides** | | | "
         f"{_cell(compared[OURS])} | | | {cells}| |"
     ]
     published = "".join(f"{_cell(reference.published_average.get(column))} | " for column in REPORT_COLUMNS)
@@ -190,7 +210,7 @@ def write_report(
     results: Sequence[SetResult],
     reference: ReferenceScores | None,
     info: RunInfo,
-) -> dict[str, Any]:
+) -> EvalSummary:
     """Write results.json, report.md, scores.png and summary.json; returns the summary."""
     storage.write_json(
         join(run_dir, "results.json"), {result.name: result.results_entry() for result in results}
@@ -212,14 +232,8 @@ def write_report(
         "" if info.limit is None else f" (≤{info.limit} items/set)"
     )
     storage.write_bytes(join(run_dir, "scores.png"), scores_png(names, bars, title))
-    summary = {
-        **averages(results, reference),
-        "scores": {result.name: result.score for result in results},
-        "missing": [result.name for result in results if result.missing],
-        "unparsed": sum(result.unparsed for result in results),
-        "items": sum(result.n for result in results),
-    }
-    storage.write_json(join(run_dir, "summary.json"), summary)
+    summary = summarise(results, reference)
+    storage.write_json(join(run_dir, "summary.json"), summary.model_dump(mode="json"))
     return summary
 
 

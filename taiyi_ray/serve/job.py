@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+from pydantic import BaseModel, ConfigDict
 
 from taiyi_ray.config.jobs import ServeJobConfig
 from taiyi_ray.runtime import init_ray
@@ -70,7 +71,31 @@ def serving(config: ServeJobConfig) -> Iterator[tuple[str, list[str]]]:
             ray.shutdown()  # flushes Ray's own log lines now, not after the job's final JSON line
 
 
-def run_serve_job(config: ServeJobConfig, run_dir: str, ready_seconds: float | None = None) -> dict[str, Any]:
+class ServeJobResult(BaseModel):
+    """The serve job's result line, printed when it stops (the ready line came first)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str
+    models: list[str]
+    served_s: float
+
+
+class ServeCheck(BaseModel):
+    """`answer.json` of the demo's serving check: one real request and what came back."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str
+    status: int
+    question: str
+    answer: str | None  # None unless HTTP 200
+    finish_reason: str | None
+    usage: dict[str, Any] | None
+    response: dict[str, Any]
+
+
+def run_serve_job(config: ServeJobConfig, run_dir: str, ready_seconds: float | None = None) -> ServeJobResult:
     """Serve until a stop signal (or for `ready_seconds`, for tests); returns the job's key figures."""
     # Our handlers go in after Ray started: ray.init installs its own SIGTERM handler (which aborts).
     with serving(config) as (url, models), _stop_signals() as stop:
@@ -79,7 +104,7 @@ def run_serve_job(config: ServeJobConfig, run_dir: str, ready_seconds: float | N
         Storage(config.storage).write_json(join(run_dir, "serve.json"), info)
         print(json.dumps(info), flush=True)  # the ready line (DESIGN.md: jobs/serve.py)
         stop.wait(ready_seconds)
-    return {"url": url, "models": models, "served_s": round(time.monotonic() - started, 1)}
+    return ServeJobResult(url=url, models=models, served_s=round(time.monotonic() - started, 1))
 
 
 DEMO_QUESTION = (
@@ -87,7 +112,7 @@ DEMO_QUESTION = (
 )
 
 
-def answer_once(config: ServeJobConfig, run_dir: str, question: str = DEMO_QUESTION) -> dict[str, Any]:
+def answer_once(config: ServeJobConfig, run_dir: str, question: str = DEMO_QUESTION) -> ServeCheck:
     """The demo's serving check: serve the model, send one real HTTP request to /v1/chat/completions,
     return the answer and its HTTP status, shut down."""
     key = os.environ.get(API_KEY_ENV, "")
@@ -98,17 +123,18 @@ def answer_once(config: ServeJobConfig, run_dir: str, question: str = DEMO_QUEST
             json={"model": models[0], "messages": [{"role": "user", "content": question}], "max_tokens": 24},
         )
         body = response.json()
-    result = {
-        "url": url,
-        "status": response.status_code,
-        "question": question,
-        "answer": body["choices"][0]["message"]["content"] if response.status_code == 200 else None,
-        "finish_reason": body["choices"][0]["finish_reason"] if response.status_code == 200 else None,
-        "usage": body.get("usage"),
-        "response": body,
-    }
-    Storage(config.storage).write_json(join(run_dir, "answer.json"), result)
-    print(f"serve check: {question!r} -> {result['answer']!r} (HTTP {response.status_code})", flush=True)
+    choice = body["choices"][0] if response.status_code == 200 else None
+    result = ServeCheck(
+        url=url,
+        status=response.status_code,
+        question=question,
+        answer=choice["message"]["content"] if choice else None,
+        finish_reason=choice["finish_reason"] if choice else None,
+        usage=body.get("usage"),
+        response=body,
+    )
+    Storage(config.storage).write_json(join(run_dir, "answer.json"), result.model_dump(mode="json"))
+    print(f"serve check: {question!r} -> {result.answer!r} (HTTP {response.status_code})", flush=True)
     return result
 
 

@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import tempfile
-from typing import Any
 
 from peft import PeftModel
 
@@ -18,6 +17,8 @@ from taiyi_ray.model.convert_weights import convert_checkpoint, export_dtype
 from taiyi_ray.model.factory import load_causal_lm
 from taiyi_ray.model.result import TrainedModel, read_result, write_export_files
 from taiyi_ray.storage import Storage, join
+from taiyi_ray.train.export_task import ExportedModel
+from taiyi_ray.train.outputs import SUMMARY, StageSummary, read_stage_summary
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ def export_model(
     model_name: str,
     licence: str,
     dtype: str = "auto",
-) -> dict[str, Any]:
+) -> ExportedModel:
     """Write the export of the stage run `from_run` to `output` (local path or URI), its weights in
     `dtype` (`auto`: the base model's own, see taiyi_ray.model.convert_weights)."""
     result, directory = read_result(storage, from_run)
@@ -67,7 +68,7 @@ def export_model(
         with open(os.path.join(local, "README.md"), "w") as handle:
             handle.write(model_card(result, storage, from_run, model_name, licence, merge))
         storage.upload_dir(local, output)
-    return {"chat_format": chat_format.name, "end_token": chat_format.end_token, **info}
+    return ExportedModel(chat_format=chat_format.name, end_token=chat_format.end_token, **info)
 
 
 def _point_adapter_at_base(local: str, base_model: str) -> None:
@@ -80,17 +81,18 @@ def _point_adapter_at_base(local: str, base_model: str) -> None:
         json.dump(config, handle, indent=2)
 
 
-def _stage_history(storage: Storage, from_run: str) -> list[dict[str, Any]]:
+def _stage_history(storage: Storage, from_run: str) -> list[StageSummary]:
     """Summaries of this stage and the stages it continued from (newest first)."""
-    history, run = [], from_run
-    while run:
-        location = join(run, "summary.json")
-        if not storage.exists(location):
-            break
-        summary = storage.read_json(location)
-        history.append(summary)
-        run = summary.get("init_from")
+    history: list[StageSummary] = []
+    run: str | None = from_run
+    while run and storage.exists(join(run, SUMMARY)):
+        history.append(read_stage_summary(storage, run))
+        run = history[-1].init_from
     return history
+
+
+def _loss(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4f}"
 
 
 def model_card(
@@ -98,8 +100,8 @@ def model_card(
 ) -> str:
     history = _stage_history(storage, from_run)
     rows = "\n".join(
-        f"| {item['stage']} | {item['method']} | ZeRO-{item['zero_stage']} | {item['steps']} | {item['samples']} | "
-        f"{item['epochs']} | {item['final_loss']:.4f} | {', '.join(sorted(item.get('realised_mix', {})))} |"
+        f"| {item.stage} | {item.method} | ZeRO-{item.zero_stage} | {item.steps} | {item.samples} | "
+        f"{item.epochs} | {_loss(item.final_loss)} | {', '.join(sorted(item.realised_mix))} |"
         for item in reversed(history)
     )
     return f"""---

@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 import torch
+from pydantic import BaseModel, ConfigDict
 
 from taiyi_ray.config.jobs import ExportJobConfig
 from taiyi_ray.config.platform import StorageConfig
@@ -29,7 +30,29 @@ PEAK_FACTOR = 1.5  # over the exported weights; measured 1.03 (full) and 1.09 (L
 MIN_FACTOR, MIN_RUNTIME_GIB = 1.1, 1.0  # below this the measured peak cannot fit: refused, not OOM-killed
 
 
-def run_export_job(config: ExportJobConfig, run_dir: str) -> dict[str, Any]:
+class ExportedModel(BaseModel):
+    """What an export wrote: the figures of its result line and of `taiyi_export.json`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    chat_format: str
+    end_token: str
+    model_name: str
+    method: str
+    merged: bool
+    base_model: str
+    from_run: str
+    dtype: str
+
+
+class ExportResult(ExportedModel):
+    """The export job's result: where the model is, and the memory its task reserved."""
+
+    model_dir: str
+    memory_gib: float
+
+
+def run_export_job(config: ExportJobConfig, run_dir: str) -> ExportResult:
     """Export `config.export.from_run` to `<run_dir>/model` in a Ray task sized by `export.memory_gib`."""
     import ray
 
@@ -50,11 +73,11 @@ def run_export_job(config: ExportJobConfig, run_dir: str) -> dict[str, Any]:
         num_cpus=1, memory=int(budget_gib * GIB), max_retries=0, name="taiyi-export"
     )
     arguments = (export.from_run, output, export.merge, export.model_name, export.licence, export.dtype)
-    info = ray.get(task.remote(config.storage, *arguments))
-    return {"run_dir": run_dir, "model_dir": output, "memory_gib": budget_gib, **info}
+    exported: ExportedModel = ray.get(task.remote(config.storage, *arguments))
+    return ExportResult(**dict(exported), model_dir=output, memory_gib=budget_gib)
 
 
-def _export_task(storage_config: StorageConfig, *args: Any) -> dict[str, Any]:
+def _export_task(storage_config: StorageConfig, *args: Any) -> ExportedModel:
     from taiyi_ray.runtime import setup_logging
     from taiyi_ray.train.export import export_model
 

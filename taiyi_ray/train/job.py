@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -23,7 +23,15 @@ from taiyi_ray.config.platform import StorageConfig
 from taiyi_ray.config.train import DataSource, StageConfig
 from taiyi_ray.data.chat_format import get_chat_format
 from taiyi_ray.data.plan import DataPlan, DataPosition, SourceFiles, steps_per_epoch, steps_remaining
-from taiyi_ray.data.shards import MANIFEST, ShardError, load_manifest, resolve_version, shard_sets_root
+from taiyi_ray.data.shards import (
+    MANIFEST,
+    ShardError,
+    ShardManifest,
+    ShardTokenizer,
+    load_manifest,
+    resolve_version,
+    shard_sets_root,
+)
 from taiyi_ray.data.tokenizer import configure_tokenizer, load_tokenizer, save_tokenizer
 from taiyi_ray.model.factory import build_tiny_qwen2, padded_vocab_size
 from taiyi_ray.model.result import model_dir, read_result
@@ -31,7 +39,13 @@ from taiyi_ray.runtime import init_ray
 from taiyi_ray.storage import Storage, StorageAccessError, join
 from taiyi_ray.train.checkpoint import STATE_FILE, fault_step_from_env, latest_complete_checkpoint
 from taiyi_ray.train.optimization import build_deepspeed_config
-from taiyi_ray.train.outputs import STOP_FILE, TRAIN_STATE, validation_summary
+from taiyi_ray.train.outputs import (
+    STOP_FILE,
+    StageSummary,
+    read_train_state,
+    validation_summary,
+    write_stage_summary,
+)
 from taiyi_ray.train.spec import ShardVersion, TrainSpec, Validator
 
 log = logging.getLogger(__name__)
@@ -48,7 +62,7 @@ class StageSources:
     """What the stage's shard manifests say: the plan's files, the shared tokenizer, the row width."""
 
     files: list[SourceFiles]
-    tokenizer: dict[str, Any]
+    tokenizer: ShardTokenizer
     max_seq_len: int  # the longest row any of the sets may hold
     versions: tuple[ShardVersion, ...] = ()
 
@@ -69,29 +83,29 @@ def resolve_sources(
             f"{pinned.run_dir}: its checkpoint trained on {len(pinned.versions)} shard sets, the config's "
             f"stage data lists {len(stage.data)}; resume with the data sources the run started with"
         )
-    sources, tokenizers, widths, versions = [], {}, [], []
+    manifests = []
     for index, source in enumerate(stage.data):
         if pinned is None:
-            version_dir = resolve_version(storage, source_location(source, storage_root, data))
-        else:
-            version_dir = pinned.check(storage, index)
-        manifest = load_manifest(storage, version_dir)
-        sources.append(
-            SourceFiles(
-                tuple(join(version_dir, entry["name"]) for entry in manifest["files"]),
-                tuple(entry["rows"] for entry in manifest["files"]),
-                source.weight,
+            manifests.append(
+                load_manifest(storage, resolve_version(storage, source_location(source, storage_root, data)))
             )
-        )
-        tokenizers[version_dir] = manifest["tokenizer"]
-        widths.append(int(manifest["settings"]["max_seq_len"]))
-        versions.append(ShardVersion(version_dir, manifest["manifest_sha256"]))
-    fingerprints = {item["fingerprint"] for item in tokenizers.values()}
-    if len(fingerprints) != 1:
+        else:
+            manifests.append(pinned.load(storage, index))
+    tokenizers = {manifest.version_dir: manifest.tokenizer for manifest in manifests}
+    if len({tokenizer.fingerprint for tokenizer in tokenizers.values()}) != 1:
+        shown = {location: tokenizer.model_dump() for location, tokenizer in tokenizers.items()}
         raise ShardError(
-            f"the stage's shard sets were tokenized with different tokenizers: {json.dumps(tokenizers)}"
+            f"the stage's shard sets were tokenized with different tokenizers: {json.dumps(shown)}"
         )
-    return StageSources(sources, next(iter(tokenizers.values())), max(widths), tuple(versions))
+    return StageSources(
+        [
+            manifest.source_files(source.weight)
+            for manifest, source in zip(manifests, stage.data, strict=True)
+        ],
+        manifests[0].tokenizer,
+        max(manifest.settings.max_seq_len for manifest in manifests),
+        tuple(ShardVersion(manifest.version_dir, manifest.manifest_sha256) for manifest in manifests),
+    )
 
 
 @dataclass(frozen=True)
@@ -102,35 +116,35 @@ class PinnedShards:
     checkpoint: str
     versions: tuple[ShardVersion, ...]
 
-    def check(self, storage: Storage, index: int) -> str:
-        """The pinned version dir of source `index`; an error naming it when it is gone or changed."""
+    def load(self, storage: Storage, index: int) -> ShardManifest:
+        """The pinned version of source `index`; an error naming it when it is gone or changed."""
         version = self.versions[index]
-        location = join(version.location, MANIFEST)
-        if not storage.exists(location):
+        if not storage.exists(join(version.location, MANIFEST)):
             raise ShardError(
                 f"{self.run_dir}: cannot resume: {self.checkpoint} trained on shard version "
                 f"{version.location}, which no longer exists (deleted?). Restore it, or start a new run "
                 "on the current shards (another --run-dir)"
             )
-        if storage.read_json(location).get("manifest_sha256") != version.manifest_sha256:
+        manifest = load_manifest(storage, version.location)
+        if manifest.manifest_sha256 != version.manifest_sha256:
             raise ShardError(
                 f"{self.run_dir}: cannot resume: shard version {version.location} changed since "
                 f"{self.checkpoint} trained on it (manifest digest differs)"
             )
-        return version.location
+        return manifest
 
 
-def check_tokenizer(model: ModelConfig, manifest_tokenizer: dict[str, Any]) -> None:
+def check_tokenizer(model: ModelConfig, manifest_tokenizer: ShardTokenizer) -> None:
     """The configured tokenizer (if any) must be the one the shards were made with."""
     from taiyi_ray.data.tokenizer import tokenizer_fingerprint
 
     if model.tokenizer is None:
         return
     configured = configure_tokenizer(load_tokenizer(model.tokenizer), get_chat_format(model.chat_format))
-    if tokenizer_fingerprint(configured) != manifest_tokenizer["fingerprint"]:
+    if tokenizer_fingerprint(configured) != manifest_tokenizer.fingerprint:
         raise ShardError(
             f"model.tokenizer {model.tokenizer} differs from the tokenizer the shards were made with "
-            f"({manifest_tokenizer['location']}); re-run prepare_data with this tokenizer"
+            f"({manifest_tokenizer.location}); re-run prepare_data with this tokenizer"
         )
 
 
@@ -202,7 +216,7 @@ def build_spec(
     if init_from is None and model.base is None:
         base = join(model_dir(run_dir), "base_model")
         if not storage.exists(join(base, "config.json")):
-            base = _tiny_base(model, tokenizer["location"], run_dir, storage)
+            base = _tiny_base(model, tokenizer.location, run_dir, storage)
         model = model.model_copy(update={"base": base})
     rows_per_step = stage.rows_per_step
     plan = DataPlan(sources, seed=stage.seed, shuffle=stage.shuffle)
@@ -234,8 +248,8 @@ def build_spec(
         stage=stage,
         sources=tuple(sources),
         max_seq_len=resolved.max_seq_len,
-        tokenizer_dir=tokenizer["location"],
-        tokenizer_fingerprint=tokenizer["fingerprint"],
+        tokenizer_dir=tokenizer.location,
+        tokenizer_fingerprint=tokenizer.fingerprint,
         steps_per_epoch=per_epoch,
         total_steps=total,
         init_from=init_from,
@@ -253,7 +267,7 @@ def run_stage_job(
     run_dir: str,
     resume: bool = False,
     validation: Validator | None = None,
-) -> dict[str, Any]:
+) -> StageSummary:
     """Run one stage as a Ray Train job; returns the summary (also written to summary.json).
 
     `validation`: what `stage.validation` asks for, built by the job (taiyi_ray.eval.validation)."""
@@ -348,40 +362,29 @@ def _count_attempts(storage: Storage, run_dir: str) -> int:
 
 def write_summary(
     storage: Storage, run_dir: str, stage_name: str, spec: TrainSpec, attempts_before: int, wall_s: float
-) -> dict[str, Any]:
-    state = storage.read_json(join(run_dir, TRAIN_STATE))
+) -> StageSummary:
+    state = read_train_state(storage, run_dir)
     attempts_dir = join(run_dir, "attempts")
     attempts = [storage.read_json(item) for item in storage.list(attempts_dir)][attempts_before:]
     resumed = [item["resumed_from_step"] for item in attempts if item["resumed_from_step"] is not None]
-    summary = {
-        "stage": stage_name,
-        "steps": state["steps"],
-        "samples": state["samples"],
-        "tokens": state["tokens"],
-        "final_loss": state["final_loss"],
-        "tokens_per_s": state["tokens_per_s"],
-        "mfu": state["mfu"],
-        "restarts": max(len(attempts) - 1, 0),
-        "resumed_from_step": resumed[-1] if resumed else None,
-        "data_fingerprint": state["data_fingerprint"],
-        "first_loss": state["first_loss"],
-        "epoch_mean_losses": state["epoch_mean_losses"],
-        "label_tokens": state["label_tokens"],
-        "total_steps": spec.total_steps,
-        "steps_per_epoch": spec.steps_per_epoch,
-        "epochs": spec.stage.epochs,
-        "global_batch_size": spec.stage.global_batch_size(),
-        "num_workers": spec.stage.num_workers,
-        "method": spec.stage.method,
-        "zero_stage": spec.stage.zero_stage,
-        "realised_mix": state["realised_mix"],
-        "initial_trainable_l2": state["initial_trainable_l2"],
-        "stopped_early": state["stopped_early"],
-        "init_from": spec.stage.init_from,
-        "model_dir": model_dir(run_dir),
-        "wall_time_s": round(wall_s, 1),
-        "shard_versions": [asdict(version) for version in spec.shard_versions],
-        **validation_summary(storage, run_dir, state.get("validation_s", 0.0), wall_s),
-    }
-    storage.write_json(join(run_dir, "summary.json"), summary)
-    return {"run_dir": run_dir, **summary}
+    measured = state.model_dump(include=set(StageSummary.model_fields), exclude={"validation_s"})
+    summary = StageSummary(
+        **measured,  # steps, samples, tokens, losses, speed, data fingerprint, realised mix...
+        stage=stage_name,
+        restarts=max(len(attempts) - 1, 0),
+        resumed_from_step=resumed[-1] if resumed else None,
+        total_steps=spec.total_steps,
+        steps_per_epoch=spec.steps_per_epoch,
+        epochs=spec.stage.epochs,
+        global_batch_size=spec.stage.global_batch_size(),
+        num_workers=spec.stage.num_workers,
+        method=spec.stage.method,
+        zero_stage=spec.stage.zero_stage,
+        init_from=spec.stage.init_from,
+        model_dir=model_dir(run_dir),
+        wall_time_s=round(wall_s, 1),
+        shard_versions=list(spec.shard_versions),
+        **validation_summary(storage, run_dir, state.validation_s, wall_s),
+    )
+    write_stage_summary(storage, run_dir, summary)
+    return summary

@@ -6,7 +6,7 @@ mostly) through the storage layer so it works on s3:// as on local disk:
 - `metrics.jsonl`, `tensorboard/`: per-step metrics (trimmed to the checkpoint step on resume).
 - `attempts/attempt-NNNN.json`: one per (re)start of the worker group, with the step resumed from.
 - `model/`: the stage result (adapter or full weights, tokenizer, `taiyi_model.json`).
-- `train_state.json`: the figures the driver turns into `summary.json`.
+- `train_state.json` (`TrainState`): the figures the driver turns into `summary.json` (`StageSummary`).
 A file `STOP` in the run dir (written by the driver on SIGTERM) makes the workers checkpoint and exit.
 
 The stage summary's validation figures and `validation.png`, read back from the run's metrics.jsonl.
@@ -34,16 +34,107 @@ from typing import Any
 import torch.distributed as dist
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from pydantic import BaseModel, ConfigDict
 
 from taiyi_ray.data.plan import DataPosition
 from taiyi_ray.model.result import TrainedModel, model_dir, write_result
 from taiyi_ray.storage import Storage, join
 from taiyi_ray.train.metrics import MetricsWriter, is_validation, trim_metrics
+from taiyi_ray.train.spec import ShardVersion
 
 log = logging.getLogger(__name__)
 
 STOP_FILE = "STOP"
 TRAIN_STATE = "train_state.json"
+SUMMARY = "summary.json"
+
+
+class _RunFile(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class MixShare(_RunFile):
+    samples: int
+    share: float  # of the samples the stage consumed
+
+
+class TrainState(_RunFile):
+    """`train_state.json`: what rank 0 measured over the whole run (every attempt), for the driver."""
+
+    steps: int
+    samples: int
+    tokens: int
+    label_tokens: int
+    final_loss: float | None
+    first_loss: float | None
+    epoch_mean_losses: list[float]
+    tokens_per_s: float | None
+    mfu: float | None
+    data_fingerprint: str  # sha256 over the consumed sample ids in step order
+    realised_mix: dict[str, MixShare]
+    epochs_completed: int
+    initial_trainable_l2: float | None
+    stopped_early: bool
+    validation_s: float
+
+
+class ScoreAt(_RunFile):
+    step: int
+    score: float
+
+
+class ValidationCurveSummary(_RunFile):
+    metric: str
+    last: ScoreAt
+    best: ScoreAt  # the highest score, the earliest step on a tie
+
+
+class StageSummary(_RunFile):
+    """A stage's `summary.json` and its job's result line (with `run_dir` in front): written by
+    `write_stage_summary`, read by `read_stage_summary` (the export's model card, the pipeline)."""
+
+    stage: str
+    steps: int
+    samples: int
+    tokens: int
+    final_loss: float | None
+    tokens_per_s: float | None
+    mfu: float | None
+    restarts: int  # restarts of the worker group during this job (a resumed job counts from its start)
+    resumed_from_step: int | None
+    data_fingerprint: str
+    first_loss: float | None
+    epoch_mean_losses: list[float]
+    label_tokens: int
+    total_steps: int
+    steps_per_epoch: int
+    epochs: int
+    global_batch_size: int
+    num_workers: int
+    method: str
+    zero_stage: int
+    realised_mix: dict[str, MixShare]
+    initial_trainable_l2: float | None
+    stopped_early: bool
+    init_from: str | None
+    model_dir: str
+    wall_time_s: float
+    shard_versions: list[ShardVersion]
+    validation: dict[str, ValidationCurveSummary] | None
+    validation_s: float
+    validation_share: float | None
+
+
+def write_stage_summary(storage: Storage, run_dir: str, summary: StageSummary) -> None:
+    storage.write_json(join(run_dir, SUMMARY), summary.model_dump(mode="json"))
+
+
+def read_stage_summary(storage: Storage, run_dir: str) -> StageSummary:
+    return StageSummary.model_validate(storage.read_json(join(run_dir, SUMMARY)))
+
+
+def read_train_state(storage: Storage, run_dir: str) -> TrainState:
+    return TrainState.model_validate(storage.read_json(join(run_dir, TRAIN_STATE)))
 
 
 class RunOutputs:
@@ -186,31 +277,27 @@ class RunOutputs:
         metrics = [item for item in lines if not is_validation(item)]
         speeds = [item["tokens_per_s"] for item in metrics[1:]] or [item["tokens_per_s"] for item in metrics]
         mfus = [item["mfu"] for item in metrics[1:] if item.get("mfu") is not None]
-        self.storage.write_json(
-            join(self.run_dir, TRAIN_STATE),
-            {
-                "steps": position.global_step,
-                "samples": len(ids),
-                "tokens": int(sum(item["tokens"] for item in metrics)),
-                "label_tokens": int(sum(item["label_tokens"] for item in metrics)),
-                "final_loss": last_loss
-                if last_loss is not None
-                else (metrics[-1]["loss"] if metrics else None),
-                "first_loss": metrics[0]["loss"] if metrics else None,
-                "epoch_mean_losses": _epoch_means(metrics),
-                "tokens_per_s": sum(speeds) / len(speeds) if speeds else None,
-                "mfu": sum(mfus) / len(mfus) if mfus else None,
-                "data_fingerprint": hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest(),
-                "realised_mix": {
-                    name: {"samples": count, "share": round(count / max(len(ids), 1), 6)}
-                    for name, count in sorted(mix.items())
-                },
-                "epochs_completed": position.epoch,
-                "initial_trainable_l2": self.initial_trainable_l2,
-                "stopped_early": position.global_step < spec.total_steps,
-                "validation_s": round(self.validation_s, 3),
+        state = TrainState(
+            steps=position.global_step,
+            samples=len(ids),
+            tokens=int(sum(item["tokens"] for item in metrics)),
+            label_tokens=int(sum(item["label_tokens"] for item in metrics)),
+            final_loss=last_loss if last_loss is not None else (metrics[-1]["loss"] if metrics else None),
+            first_loss=metrics[0]["loss"] if metrics else None,
+            epoch_mean_losses=_epoch_means(metrics),
+            tokens_per_s=sum(speeds) / len(speeds) if speeds else None,
+            mfu=sum(mfus) / len(mfus) if mfus else None,
+            data_fingerprint=hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest(),
+            realised_mix={
+                name: MixShare(samples=count, share=round(count / max(len(ids), 1), 6))
+                for name, count in sorted(mix.items())
             },
+            epochs_completed=position.epoch,
+            initial_trainable_l2=self.initial_trainable_l2,
+            stopped_early=position.global_step < spec.total_steps,
+            validation_s=round(self.validation_s, 3),
         )
+        self.storage.write_json(join(self.run_dir, TRAIN_STATE), state.model_dump(mode="json"))
 
 
 def _save_result(model: Any, tokenizer: Any, spec: Any, base_location: str, local: str) -> None:
@@ -250,14 +337,14 @@ class Curve:
     metric: str
     points: tuple[tuple[int, float], ...]
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> ValidationCurveSummary:
         last_step, last_score = self.points[-1]
         best_step, best_score = max(self.points, key=lambda point: (point[1], -point[0]))
-        return {
-            "metric": self.metric,
-            "last": {"step": last_step, "score": last_score},
-            "best": {"step": best_step, "score": best_score},
-        }
+        return ValidationCurveSummary(
+            metric=self.metric,
+            last=ScoreAt(step=last_step, score=last_score),
+            best=ScoreAt(step=best_step, score=best_score),
+        )
 
 
 def validation_curves(lines: Sequence[Mapping[str, Any]]) -> dict[str, Curve]:

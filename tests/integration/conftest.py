@@ -20,7 +20,7 @@ def prepared_shards(ray_cluster: None, shared_dir: Path, s3_endpoint: str) -> di
     root = s3_root("shards")
     config = config_for(root, f"model.tokenizer={shared_dir / 'tokenizers' / 'qwen2'}")
     data_config = DataJobConfig(storage=config.storage, ray=config.ray, model=config.model, data=config.data)
-    summary = run_data_job(data_config, f"{root}/runs/data")
+    summary = run_data_job(data_config, f"{root}/runs/data").model_dump(mode="json")
     return {"root": root, "summary": summary, "config": config}
 
 
@@ -41,5 +41,5 @@ def shared_shards(ray_cluster: None, shared_dir: Path, s3_endpoint: str) -> dict
         "data.rows_per_shard=1024",
     )
     data_config = DataJobConfig(storage=config.storage, ray=config.ray, model=config.model, data=config.data)
-    summary = run_data_job(data_config, f"{root}/runs/data")
+    summary = run_data_job(data_config, f"{root}/runs/data").model_dump(mode="json")
     return {"root": root, "summary": summary, "config": config}

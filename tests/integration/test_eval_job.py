@@ -94,7 +94,7 @@ def test_job_generates_with_ray_data_actors_then_resumes_from_sets_and_cache(
 ) -> None:
     job = config(tmp_path, shared_data_env, model=str(tiny_model_dir))
     run_dir = tmp_path / "run"
-    summary = run_eval_job(job, str(run_dir))
+    summary = run_eval_job(job, str(run_dir)).model_dump()
     results = check_run(run_dir)
     for name, value in results.items():
         if not value["missing"]:
@@ -106,12 +106,14 @@ def test_job_generates_with_ray_data_actors_then_resumes_from_sets_and_cache(
     }
     kept = (run_dir / "sets" / "HoC.json").stat().st_mtime_ns
     (run_dir / "sets" / "PubMedQA.json").unlink()  # as if the run had died before finishing PubMedQA
-    again = run_eval_job(job, str(run_dir))
+    again = run_eval_job(job, str(run_dir)).model_dump()
     rerun = json.loads((run_dir / "results.json").read_text())
     assert (rerun["PubMedQA"]["generated"], rerun["PubMedQA"]["cached"]) == (0, LIMIT)  # from the cache
     assert rerun["HoC"] == results["HoC"] and (run_dir / "sets" / "HoC.json").stat().st_mtime_ns == kept
     assert again["scores"] == summary["scores"]
-    other = run_eval_job(job, str(tmp_path / "second-run"))  # a new run of the same model: all from the cache
+    other = run_eval_job(
+        job, str(tmp_path / "second-run")
+    ).model_dump()  # a new run of the same model: all from the cache
     assert other["scores"] == summary["scores"]
     second = json.loads((tmp_path / "second-run" / "results.json").read_text())
     assert all(v["generated"] == 0 for v in second.values())
@@ -139,7 +141,7 @@ def test_job_against_a_serve_endpoint(
         job = config(
             tmp_path, shared_data_env, endpoint=url, sets=["PubMedQA", "KUAKE-QIC", "BC5CDR-Chem", "CHEMDNER"]
         )
-        summary = run_eval_job(job, str(tmp_path / "run"))
+        summary = run_eval_job(job, str(tmp_path / "run")).model_dump()
     finally:
         serve.shutdown()  # as the serve tests do: the next test module starts Serve on a port of its own
     results = json.loads((tmp_path / "run" / "results.json").read_text())

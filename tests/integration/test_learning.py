@@ -83,11 +83,13 @@ def learn(root: Path, shared: Path, *overrides: str) -> dict[str, Any]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TAIYI_SHARED_DATA", str(shared / "data"))
         run_data_job(load_job_config(DataJobConfig, CONFIG, settings), f"{root}/data")
-    stage1 = run_stage(load_job_config(Stage1JobConfig, CONFIG, settings), "stage1", f"{root}/stage1")
+    stage1 = run_stage(
+        load_job_config(Stage1JobConfig, CONFIG, settings), "stage1", f"{root}/stage1"
+    ).model_dump()
     export_config = load_job_config(ExportJobConfig, CONFIG, [*settings, f"export.from_run={root}/stage1"])
     exported = run_export_job(export_config, f"{root}/export")
-    eval_config = load_job_config(EvalJobConfig, CONFIG, [*settings, f"eval.model={exported['model_dir']}"])
-    evaluation = run_eval_job(eval_config, f"{root}/eval")
+    eval_config = load_job_config(EvalJobConfig, CONFIG, [*settings, f"eval.model={exported.model_dir}"])
+    evaluation = run_eval_job(eval_config, f"{root}/eval").model_dump()
     results = json.loads(Path(root, "eval", "results.json").read_text())
     return {"stage1": stage1, "eval": evaluation, "results": results}
 

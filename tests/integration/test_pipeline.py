@@ -31,7 +31,7 @@ def pipeline(ray_cluster: None, shared_dir: Path, tmp_path_factory: pytest.TempP
     config = config_for(
         str(root), f"model.tokenizer={shared_dir / 'tokenizers' / 'qwen2'}", "stage2.zero_stage=2"
     )
-    summary = run_pipeline(config, str(root / "run"), serve_check=True)
+    summary = run_pipeline(config, str(root / "run"), serve_check=True).model_dump(mode="json")
     return {"root": root, "run": root / "run", "summary": summary, "config": config}
 
 

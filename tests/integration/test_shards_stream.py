@@ -6,7 +6,6 @@ import json
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -14,8 +13,8 @@ import pytest
 from taiyi_ray.config.platform import StorageConfig
 from taiyi_ray.data.build_shards import build_shard_set
 from taiyi_ray.data.chat_format import get_chat_format
-from taiyi_ray.data.plan import DataPlan, SourceFiles
-from taiyi_ray.data.shards import MANIFEST, ShardError, ShardSettings, load_manifest
+from taiyi_ray.data.plan import DataPlan
+from taiyi_ray.data.shards import MANIFEST, ShardError, ShardManifest, ShardSettings, load_manifest
 from taiyi_ray.data.stream import RankStream
 from taiyi_ray.data.tokenizer import configure_tokenizer, load_tokenizer, tokenizer_fingerprint
 from taiyi_ray.storage import Storage, join
@@ -58,17 +57,8 @@ def tokenizer_info(qwen2_tokenizer_dir: Path) -> tuple[str, str]:
     return str(qwen2_tokenizer_dir), tokenizer_fingerprint(tokenizer)
 
 
-def stream_ids(storage: Storage, manifest: dict[str, Any], epochs: int = 1) -> list[str]:
-    files = manifest["files"]
-    plan = DataPlan(
-        [
-            SourceFiles(
-                tuple(join(manifest["version_dir"], f["name"]) for f in files),
-                tuple(f["rows"] for f in files),
-            )
-        ],
-        seed=1,
-    )
+def stream_ids(storage: Storage, manifest: ShardManifest, epochs: int = 1) -> list[str]:
+    plan = DataPlan([manifest.source_files()], seed=1)
     stream = RankStream(
         plan,
         storage,
@@ -89,11 +79,11 @@ def test_same_inputs_reuse_the_version_and_changed_inputs_get_a_new_one(
     storage = Storage()
     samples = write_samples(tmp_path / "a.jsonl", 20)
     first = build_shard_set(storage, [samples], str(tmp_path / "set"), *tokenizer_info, SETTINGS)
-    assert first.built and first.manifest["samples"] == 20 and first.manifest["dropped_samples"] == 0
-    stamps = {path: path.stat().st_mtime_ns for path in Path(first.manifest["version_dir"]).iterdir()}
+    assert first.built and first.manifest.samples == 20 and first.manifest.dropped_samples == 0
+    stamps = {path: path.stat().st_mtime_ns for path in Path(first.manifest.version_dir).iterdir()}
     again = build_shard_set(storage, [samples], str(tmp_path / "set"), *tokenizer_info, SETTINGS)
-    assert not again.built and again.manifest["version_dir"] == first.manifest["version_dir"]
-    assert {path: path.stat().st_mtime_ns for path in Path(first.manifest["version_dir"]).iterdir()} == stamps
+    assert not again.built and again.manifest.version_dir == first.manifest.version_dir
+    assert {path: path.stat().st_mtime_ns for path in Path(first.manifest.version_dir).iterdir()} == stamps
     changed = build_shard_set(
         storage,
         [write_samples(tmp_path / "b.jsonl", 20, salt="x")],
@@ -101,35 +91,31 @@ def test_same_inputs_reuse_the_version_and_changed_inputs_get_a_new_one(
         *tokenizer_info,
         SETTINGS,
     )
-    assert changed.built and changed.manifest["version_dir"] != first.manifest["version_dir"]
-    assert (
-        load_manifest(storage, first.manifest["version_dir"])["rows"] == first.manifest["rows"]
-    )  # untouched
+    assert changed.built and changed.manifest.version_dir != first.manifest.version_dir
+    assert load_manifest(storage, first.manifest.version_dir).rows == first.manifest.rows  # untouched
     # every file is a complete Parquet file with the rows the manifest says
-    for entry in changed.manifest["files"]:
-        assert (
-            pq.read_metadata(join(changed.manifest["version_dir"], entry["name"])).num_rows == entry["rows"]
-        )
+    for entry in changed.manifest.files:
+        assert pq.read_metadata(join(changed.manifest.version_dir, entry.name)).num_rows == entry.rows
 
 
 @pytest.fixture()
-def local_set(ray_cluster: None, tmp_path: Path, tokenizer_info: tuple[str, str]) -> dict[str, Any]:
+def local_set(ray_cluster: None, tmp_path: Path, tokenizer_info: tuple[str, str]) -> ShardManifest:
     return build_shard_set(
         Storage(), [write_samples(tmp_path / "s.jsonl", 30)], str(tmp_path / "set"), *tokenizer_info, SETTINGS
     ).manifest
 
 
-def test_truncated_shard_is_refused_before_training(local_set: dict[str, Any]) -> None:
-    shard = Path(local_set["version_dir"]) / local_set["files"][0]["name"]
+def test_truncated_shard_is_refused_before_training(local_set: ShardManifest) -> None:
+    shard = Path(local_set.version_dir) / local_set.files[0].name
     shard.write_bytes(shard.read_bytes()[:-20])
     with pytest.raises(
         ShardError, match=rf"{shard.name}: \d+ bytes, the manifest says \d+ \(truncated or replaced\)"
     ):
-        load_manifest(Storage(), local_set["version_dir"])
+        load_manifest(Storage(), local_set.version_dir)
 
 
-def test_missing_shard_and_edited_manifest_are_refused(local_set: dict[str, Any]) -> None:
-    version = Path(local_set["version_dir"])
+def test_missing_shard_and_edited_manifest_are_refused(local_set: ShardManifest) -> None:
+    version = Path(local_set.version_dir)
     manifest = json.loads((version / MANIFEST).read_text())
     manifest["rows"] += 1
     (version / MANIFEST).write_text(json.dumps(manifest))
@@ -137,15 +123,13 @@ def test_missing_shard_and_edited_manifest_are_refused(local_set: dict[str, Any]
         load_manifest(Storage(), str(version))
     manifest["rows"] -= 1
     (version / MANIFEST).write_text(json.dumps(manifest))
-    (version / local_set["files"][-1]["name"]).unlink()
-    with pytest.raises(
-        ShardError, match=f"{local_set['files'][-1]['name']}: listed in the manifest but missing"
-    ):
+    (version / local_set.files[-1].name).unlink()
+    with pytest.raises(ShardError, match=f"{local_set.files[-1].name}: listed in the manifest but missing"):
         load_manifest(Storage(), str(version))
 
 
-def test_corrupt_shard_of_the_right_size_fails_the_stream_naming_it(local_set: dict[str, Any]) -> None:
-    shard = Path(local_set["version_dir"]) / local_set["files"][0]["name"]
+def test_corrupt_shard_of_the_right_size_fails_the_stream_naming_it(local_set: ShardManifest) -> None:
+    shard = Path(local_set.version_dir) / local_set.files[0].name
     data = bytearray(shard.read_bytes())
     data[-8:-4] = b"\xff\xff\xff\x00"  # a footer length past the file start; the size is unchanged
     shard.write_bytes(bytes(data))
@@ -153,14 +137,14 @@ def test_corrupt_shard_of_the_right_size_fails_the_stream_naming_it(local_set: d
         stream_ids(Storage(), local_set)
 
 
-def test_a_different_tokenizer_is_refused(local_set: dict[str, Any], tmp_path: Path) -> None:
+def test_a_different_tokenizer_is_refused(local_set: ShardManifest, tmp_path: Path) -> None:
     from taiyi_ray.config.model import ModelConfig
     from taiyi_ray.data.tokenizer import save_tokenizer, train_bpe_tokenizer
     from taiyi_ray.train.job import check_tokenizer
 
     other = save_tokenizer(train_bpe_tokenizer(["aspirin causes bleeding"] * 20, 300), tmp_path / "other")
     with pytest.raises(ShardError, match="differs from the tokenizer the shards were made with"):
-        check_tokenizer(ModelConfig(tokenizer=str(other), chat_format="taiyi"), local_set["tokenizer"])
+        check_tokenizer(ModelConfig(tokenizer=str(other), chat_format="taiyi"), local_set.tokenizer)
 
 
 def test_stream_survives_the_s3_server_going_away_and_coming_back(
@@ -182,7 +166,7 @@ def test_stream_survives_the_s3_server_going_away_and_coming_back(
     manifest = build_shard_set(
         storage, [write_samples(tmp_path / "s.jsonl", 40)], "s3://taiyi-flaky/set", *tokenizer_info, SETTINGS
     ).manifest
-    assert len(manifest["files"]) >= 4
+    assert len(manifest.files) >= 4
     expected = stream_ids(storage, manifest, epochs=4)
     # The server goes away just as the stream starts (Ray Data reads ahead eagerly, so an outage later
     # could miss every read) and comes back 3 s later: the first reads fail and must be retried.

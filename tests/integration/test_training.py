@@ -43,7 +43,8 @@ def stage_config(config: PipelineJobConfig, stage: str) -> Stage1JobConfig | Sta
 def run_stage(config: PipelineJobConfig, stage: str, run_dir: str, resume: bool = False) -> dict[str, Any]:
     from taiyi_ray.pipeline import run_stage as run_stage_as_its_job
 
-    return run_stage_as_its_job(stage_config(config, stage), stage, run_dir, resume=resume)
+    summary = run_stage_as_its_job(stage_config(config, stage), stage, run_dir, resume=resume)
+    return {"run_dir": run_dir, **summary.model_dump(mode="json")}  # the job's result line
 
 
 def shards_config(prepared: dict[str, Any], *overrides: str) -> PipelineJobConfig:
@@ -268,7 +269,7 @@ def test_stage2_continues_stage1_under_zero3_and_exports(
     assert time.monotonic() - started < 10  # refused at once, never a task left pending
     exported = run_export_job(
         ExportJobConfig(storage=config.storage, model=config.model, export=export), f"{run_dir}-export"
-    )
+    ).model_dump()
     base = read_result(storage, run_dir)[0].base_model  # a float32 base: LoRA merging holds it as stored
     assert exported["memory_gib"] == memory_budget_gib(weights_bytes(storage, base))  # the default budget
     local = storage.download_dir(exported["model_dir"], tmp_path / "export")

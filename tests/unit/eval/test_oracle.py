@@ -67,7 +67,9 @@ def job_config(catalogue: Path, root: Path) -> EvalJobConfig:
 def test_oracle_scores_100_on_every_set_and_reports_missing_ones(
     catalogue_file: Path, tmp_path: Path
 ) -> None:
-    summary = run_eval_job(job_config(catalogue_file, tmp_path), str(tmp_path / "run"), oracle=True)
+    summary = run_eval_job(
+        job_config(catalogue_file, tmp_path), str(tmp_path / "run"), oracle=True
+    ).model_dump()
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["CHEMDNER"] == {**results["CHEMDNER"], "missing": True, "score": None}
     present = {name: value for name, value in results.items() if name != "CHEMDNER"}
@@ -158,7 +160,7 @@ def test_an_absent_reference_file_only_drops_the_paper_columns(catalogue_file: P
             catalogue=str(catalogue_file), sets=["KUAKE-QIC"], reference_scores=str(tmp_path / "no.json")
         ),
     )
-    summary = run_eval_job(config, str(tmp_path / "run"), oracle=True)
+    summary = run_eval_job(config, str(tmp_path / "run"), oracle=True).model_dump()
     assert summary["average_compared"] is None and summary["scores"] == {"KUAKE-QIC": 100.0}
     assert (
         "| Set | Task | Metric | Ours | Majority | Random | n | unparsed |"

@@ -9,7 +9,7 @@ import pytest
 
 from taiyi_ray.eval.baselines import Baselines, ReferenceScores, load_reference
 from taiyi_ray.eval.finalise import SetResult, Timing
-from taiyi_ray.eval.report import RunInfo, averages, report_markdown, write_report
+from taiyi_ray.eval.report import RunInfo, report_markdown, summarise, write_report
 from taiyi_ray.storage import Storage
 
 COLUMNS = ("Taiyi", "ChatGPT-3.5", "SOTA (discriminative)", "Taiyi-2")
@@ -36,7 +36,7 @@ INFO = RunInfo(answers="model M", catalogue="cat", limit=None, generation="greed
 
 
 def test_averages_cover_only_sets_scored_on_both_sides() -> None:
-    summary = averages(RESULTS, REFERENCE)
+    summary = summarise(RESULTS, REFERENCE).model_dump()
     assert summary["average"] == pytest.approx((50 + 30 + 90) / 3)
     assert summary["sets_compared"] == ["A", "B"]  # C is missing, D not run, E not in the paper
     assert summary["average_compared"] == {
@@ -65,7 +65,7 @@ def test_limited_run_says_scores_are_not_comparable() -> None:
 
 
 def test_write_report_files(tmp_path: Path) -> None:
-    summary = write_report(Storage(), str(tmp_path), RESULTS, REFERENCE, INFO)
+    summary = write_report(Storage(), str(tmp_path), RESULTS, REFERENCE, INFO).model_dump(mode="json")
     results = json.loads((tmp_path / "results.json").read_text())
     assert list(results) == ["A", "B", "C", "E"]
     assert list(results["A"])[:5] == ["metric", "score", "n", "unparsed", "missing"]

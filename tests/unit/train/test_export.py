@@ -77,7 +77,7 @@ def test_auto_exports_the_base_dtype_and_reloads(bf16_base: tuple[Path, object],
     folder, tokenizer = bf16_base
     run = stage_result(folder, tokenizer, method)
     output = folder / f"export-{method}"
-    info = export_model(Storage(), str(run), str(output), True, "m", "research")
+    info = export_model(Storage(), str(run), str(output), True, "m", "research").model_dump()
     assert info["dtype"] == "bfloat16" and saved_dtypes(output) == {"BF16"}
     assert json.loads((output / "config.json").read_text())["dtype"] == "bfloat16"
     reloaded = AutoModelForCausalLM.from_pretrained(output, dtype="auto")
@@ -106,7 +106,7 @@ def test_an_explicit_dtype_wins(bf16_base: tuple[Path, object]) -> None:
     folder, tokenizer = bf16_base
     run = stage_result(folder, tokenizer, "full")
     output = folder / "export-fp32"
-    info = export_model(Storage(), str(run), str(output), True, "m", "research", dtype="float32")
+    info = export_model(Storage(), str(run), str(output), True, "m", "research", dtype="float32").model_dump()
     assert info["dtype"] == "float32" and saved_dtypes(output) == {"F32"}
 
 
