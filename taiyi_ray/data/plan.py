@@ -43,11 +43,53 @@ class Segment:
 
 @dataclass
 class DataPosition:
-    """Where a run is in its data: epoch, and the layouts (segments) used so far within it."""
+    """Where a run is in its data: epoch, and the layouts (segments) used so far within it.
+
+    The training loop holds the one live position; `continue_with` and `advance` are the only code that
+    moves it. Everything else (the data stream, the step count of a job) reads a position or a `copy`.
+    """
 
     epoch: int = 0
     segments: list[Segment] = field(default_factory=list)
     global_step: int = 0
+
+    def copy(self) -> DataPosition:
+        """An independent copy (segments are immutable; the list is not shared)."""
+        return DataPosition(self.epoch, list(self.segments), self.global_step)
+
+    def continue_with(self, world: int, rows_per_step: int) -> None:
+        """Take the next steps with this layout: continue the epoch's last segment when it used the same
+        layout, else open a new segment (0 steps) after it. Either way `epoch_chunk` gives the same rows."""
+        last = self.segments[-1] if self.segments else None
+        if last is None or (last.world, last.rows_per_step) != (world, rows_per_step):
+            self.segments.append(Segment(world, rows_per_step, 0))
+
+    def advance(
+        self, epoch: int, step_in_epoch: int, steps_in_epoch: int, world: int, rows_per_step: int
+    ) -> bool:
+        """Count one step that consumed `step_in_epoch` (of `steps_in_epoch`) of `epoch` with this layout.
+
+        On the epoch's last step the position moves to the start of the next epoch (a fresh segment of
+        this layout) and the call returns True. A step of a later epoch than the position's means the
+        position's epoch had no whole step left for this layout (a resume with more workers near the
+        epoch's end): the stream went on to that epoch, and so does the position. A step that is not the
+        next one the position expects raises: the position would no longer say what was consumed.
+        """
+        if epoch > self.epoch:
+            self.epoch, self.segments = epoch, []
+        done = sum(segment.steps for segment in self.segments)
+        if (epoch, step_in_epoch) != (self.epoch, done):
+            raise RuntimeError(
+                f"data position at epoch {self.epoch} step {done} got step {step_in_epoch} of epoch {epoch}"
+            )
+        self.continue_with(world, rows_per_step)
+        self.segments[-1] = Segment(world, rows_per_step, self.segments[-1].steps + 1)
+        self.global_step += 1
+        if step_in_epoch + 1 != steps_in_epoch:
+            return False
+        self.epoch, self.segments = epoch + 1, []
+        self.continue_with(world, rows_per_step)
+        return True
 
     def to_dict(self) -> dict[str, Any]:
         return {

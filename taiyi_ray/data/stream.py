@@ -90,7 +90,12 @@ def collate(rows: pa.Table, pad_id: int, width: int | None = None) -> dict[str, 
 
 @dataclass
 class RankStream:
-    """Iterate `StepData` for one worker from `position` to the end of `epochs`."""
+    """Iterate `StepData` for one worker from `start` to the end of `epochs`.
+
+    `start` is read, never changed: the stream keeps no position of its own. Each `StepData` says which
+    step of which epoch it is; the caller counts it in its own position (`DataPosition.advance`) and stops
+    iterating when it has taken the steps it wants.
+    """
 
     plan: DataPlan
     storage: Storage
@@ -100,8 +105,7 @@ class RankStream:
     accumulation: int
     epochs: int
     pad_id: int
-    position: DataPosition = field(default_factory=DataPosition)
-    max_steps: int | None = None
+    start: DataPosition = field(default_factory=DataPosition)
     prefetch_batches: int = 8  # files read ahead of the consumer
     pad_to: int | None = None  # fixed micro-batch width (static shapes); None: the longest row
 
@@ -112,13 +116,13 @@ class RankStream:
     def _epoch_rows(self, epoch: int) -> tuple[np.ndarray, np.ndarray, int, int]:
         """(this worker's global row ids, their positions, steps already done, steps in epoch)."""
         order, _ = self.plan.epoch_order(epoch)
-        segments = self.position.segments if epoch == self.position.epoch else []
+        segments = self.start.segments if epoch == self.start.epoch else []
         mine, done, total = epoch_chunk(len(order), segments, self.world, self.rank, self.rows_per_step)
         return order[mine], mine, done, total
 
     def _windows(self) -> Iterator[tuple[_Window, int, int]]:
         """Windows to load, in order, with (steps already done in the epoch, steps in the epoch)."""
-        for epoch in range(self.position.epoch, self.epochs):
+        for epoch in range(self.start.epoch, self.epochs):
             row_ids, positions, done, total = self._epoch_rows(epoch)
             _, window_starts = self.plan.epoch_order(epoch)
             window_of_row = np.searchsorted(window_starts, positions, side="right") - 1
@@ -135,7 +139,6 @@ class RankStream:
         tables = self._read_windows([window for window, _, _ in windows])
         pending: list[pa.Table] = []
         pending_rows = 0
-        steps_yielded = 0
         current_epoch = windows[0][0].epoch
         step_in_epoch = windows[0][1]
         for (window, done, total), window_table in zip(windows, tables, strict=True):
@@ -149,9 +152,6 @@ class RankStream:
                 pending, pending_rows = [rest], rest.num_rows
                 yield self._step(window.epoch, step_in_epoch, total, step_rows)
                 step_in_epoch += 1
-                steps_yielded += 1
-                if self.max_steps is not None and self.position.global_step + steps_yielded >= self.max_steps:
-                    return
 
     def _step(self, epoch: int, step_in_epoch: int, total: int, rows: pa.Table) -> StepData:
         micro = [

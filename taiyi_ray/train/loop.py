@@ -27,7 +27,7 @@ import ray.train
 import torch
 import torch.distributed as dist
 
-from taiyi_ray.data.plan import DataPlan, DataPosition, Segment
+from taiyi_ray.data.plan import DataPlan, DataPosition
 from taiyi_ray.data.stream import RankStream, StepData
 from taiyi_ray.model.factory import unwrapped
 from taiyi_ray.runtime import configure_device_env
@@ -75,7 +75,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             data_wait_s=data_wait,
             evicted_ranks=float(worker.preemption.requested()),  # a local stat: is this rank's node evicted?
         ).summed_over_workers(worker.device)
-        epoch_done = _advance(position, step_data, worker)
+        epoch_done = position.advance(
+            step_data.epoch,
+            step_data.step_in_epoch,
+            step_data.steps_in_epoch,
+            worker.world,
+            worker.rows_per_step,
+        )
         last_loss = totals.loss
         now = time.perf_counter()  # wall time since the last step: data, compute, the last step's logging
         record = _step_record(worker, position, step_data, totals, now - tick)
@@ -106,6 +112,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if stop:
             log.info("stop requested: checkpointed at step %d, exiting", position.global_step)
             break
+        if last_step:  # the stream runs to the end of its epochs; the run may stop sooner (max_steps)
+            break
         waiting_since = time.perf_counter()
     if writer is not None:
         writer.close()
@@ -125,7 +133,7 @@ def _restore(worker: Worker, outputs: RunOutputs) -> DataPosition:
         outputs.validation_s = float(restored.state.get("validation_s", 0.0))
         log.info("rank %d resumed from step %d (epoch %d)", worker.rank, resumed_from, position.epoch)
     outputs.start_attempt(resumed_from)
-    _open_segment(position, worker.world, worker.rows_per_step)
+    position.continue_with(worker.world, worker.rows_per_step)
     return position
 
 
@@ -140,21 +148,9 @@ def _stream(worker: Worker, position: DataPosition) -> RankStream:
         stage.gradient_accumulation_steps,
         stage.epochs,
         pad_id=worker.tokenizer.pad_token_id,
-        position=DataPosition(position.epoch, list(position.segments), position.global_step),
-        max_steps=worker.spec.total_steps,
+        start=position.copy(),  # the loop's position moves on; the stream reads where it started
         pad_to=worker.spec.max_seq_len if stage.torch_compile else None,
     )
-
-
-def _advance(position: DataPosition, step: StepData, worker: Worker) -> bool:
-    """Count the step in the data position; True when it completed an epoch."""
-    position.global_step += 1
-    position.segments[-1] = Segment(worker.world, worker.rows_per_step, position.segments[-1].steps + 1)
-    if step.step_in_epoch + 1 != step.steps_in_epoch:
-        return False
-    position.epoch, position.segments = step.epoch + 1, []
-    _open_segment(position, worker.world, worker.rows_per_step)
-    return True
 
 
 def _step_record(
@@ -183,15 +179,6 @@ def _step_record(
         "mfu": None if peak is None else totals.tokens / elapsed / worker.world * flops / peak,
         "gpu_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if worker.on_gpu else None,
     }
-
-
-def _open_segment(position: DataPosition, world: int, rows_per_step: int) -> None:
-    """Continue the epoch's last layout when it matches this run's, else start a new segment."""
-    if not position.segments or (position.segments[-1].world, position.segments[-1].rows_per_step) != (
-        world,
-        rows_per_step,
-    ):
-        position.segments.append(Segment(world, rows_per_step, 0))
 
 
 @dataclass(frozen=True)
