@@ -24,10 +24,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict
 
 from taiyi_ray.config.base import is_uri
 from taiyi_ray.data.plan import DataPosition
 from taiyi_ray.storage import Storage, join
+from taiyi_ray.train.spec import ShardVersion
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +40,31 @@ COMPLETE_MARKER = "TAIYI_COMPLETE"
 CHECKPOINT_PREFIX = "checkpoint-"
 
 
+class CheckpointState(BaseModel):
+    """`taiyi_state.json` of a checkpoint (rank 0 writes it): where the run was in its data, the world
+    size that wrote the DeepSpeed state, the step's metrics, and the shard versions `--resume` pins."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    position: dict[str, Any]  # DataPosition.to_dict()
+    world_size: int
+    record: dict[str, Any]  # the checkpointed step's metrics line
+    validation_s: float = 0.0  # seconds spent validating so far, over every attempt
+    shards: list[ShardVersion] = []
+
+    def data_position(self) -> DataPosition:
+        return DataPosition.from_dict(self.position)
+
+
+def read_checkpoint_state(storage: Storage, directory: str) -> CheckpointState:
+    return CheckpointState.model_validate(storage.read_json(join(directory, STATE_FILE)))
+
+
 @dataclass
 class RestoredState:
     position: DataPosition
     checkpoint_step: int
-    state: dict[str, Any]
+    state: CheckpointState
 
 
 def rng_state() -> dict[str, Any]:
@@ -61,7 +83,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(
-    engine: Any, rank: int, position: DataPosition, state: dict[str, Any], frozen_excluded: bool
+    engine: Any,
+    rank: int,
+    position: DataPosition,
+    record: dict[str, Any],
+    validation_s: float,
+    shards: tuple[ShardVersion, ...],
+    frozen_excluded: bool,
 ) -> str:
     """Collective: every rank writes its part into a fresh local directory, which it returns."""
     from deepspeed.checkpoint.constants import (
@@ -80,14 +108,20 @@ def save_checkpoint(
     )
     torch.save(rng_state(), os.path.join(directory, f"rng_rank{rank:05d}.pt"))
     if rank == 0:
+        state = CheckpointState(
+            position=position.to_dict(),
+            world_size=engine.world_size,
+            record=record,
+            validation_s=validation_s,
+            shards=list(shards),
+        )
         with open(os.path.join(directory, STATE_FILE), "w") as handle:
-            json.dump({"position": position.to_dict(), "world_size": engine.world_size, **state}, handle)
+            json.dump(state.model_dump(mode="json"), handle)
     return directory
 
 
 def saved_world_size(directory: str) -> int:
-    with open(os.path.join(directory, STATE_FILE)) as handle:
-        return int(json.load(handle)["world_size"])
+    return read_checkpoint_state(Storage(), directory).world_size
 
 
 def to_universal(directory: str, output: str) -> str:
@@ -120,8 +154,7 @@ def restore_checkpoint(
 ) -> RestoredState:
     """Load DeepSpeed state and this rank's RNG from a checkpoint directory (merged by Ray Train);
     from `universal_dir` instead when the worker count changed (see `to_universal`)."""
-    with open(os.path.join(directory, STATE_FILE)) as handle:
-        saved = json.load(handle)
+    saved = read_checkpoint_state(Storage(), directory)
     engine.load_checkpoint(
         universal_dir or directory,
         tag=UNIVERSAL_TAG if universal_dir else DEEPSPEED_TAG,
@@ -136,7 +169,7 @@ def restore_checkpoint(
         log.warning(
             "no RNG state for rank %d in %s (the worker count changed): RNG continues fresh", rank, directory
         )
-    position = DataPosition.from_dict(saved.pop("position"))
+    position = saved.data_position()
     return RestoredState(position, position.global_step, saved)
 
 

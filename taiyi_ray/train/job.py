@@ -37,7 +37,7 @@ from taiyi_ray.model.factory import build_tiny_qwen2, padded_vocab_size
 from taiyi_ray.model.result import model_dir, read_result
 from taiyi_ray.runtime import init_ray
 from taiyi_ray.storage import Storage, StorageAccessError, join
-from taiyi_ray.train.checkpoint import STATE_FILE, fault_step_from_env, latest_complete_checkpoint
+from taiyi_ray.train.checkpoint import fault_step_from_env, latest_complete_checkpoint, read_checkpoint_state
 from taiyi_ray.train.optimization import build_deepspeed_config
 from taiyi_ray.train.outputs import (
     STOP_FILE,
@@ -197,11 +197,10 @@ def build_spec(
 ) -> TrainSpec:
     stage: StageConfig = getattr(config, stage_name)
     resume_checkpoint = latest_complete_checkpoint(storage, run_dir) if resume else None
-    saved_state = storage.read_json(join(resume_checkpoint, STATE_FILE)) if resume_checkpoint else {}
+    saved = read_checkpoint_state(storage, resume_checkpoint) if resume_checkpoint else None
     pinned = None
-    if "shards" in saved_state:
-        versions = tuple(ShardVersion.from_json(item) for item in saved_state["shards"])
-        pinned = PinnedShards(run_dir, str(resume_checkpoint), versions)
+    if saved is not None and saved.shards:
+        pinned = PinnedShards(run_dir, str(resume_checkpoint), tuple(saved.shards))
     resolved = resolve_sources(stage, config.storage.root, config.data, storage, pinned)
     sources, tokenizer = resolved.files, resolved.tokenizer
     check_tokenizer(config.model, tokenizer)
@@ -227,8 +226,8 @@ def build_spec(
             f"{stage.global_batch_size()} rows; lower micro_batch_size/gradient_accumulation_steps/num_workers"
         )
     position = DataPosition()
-    if resume_checkpoint is not None:
-        position = DataPosition.from_dict(saved_state["position"])
+    if saved is not None:
+        position = saved.data_position()
         log.info("resuming %s from step %d (epoch %d)", run_dir, position.global_step, position.epoch)
     elif resume:
         # A retried Kubernetes job passes --resume on every attempt; the first has nothing to resume.

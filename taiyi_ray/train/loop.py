@@ -20,7 +20,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 import ray.train
@@ -130,7 +130,7 @@ def _restore(worker: Worker, outputs: RunOutputs) -> DataPosition:
             worker.engine, worker.rank, worker.checkpoint_dir, worker.frozen_base, worker.universal_dir
         )
         position, resumed_from = restored.position, restored.checkpoint_step
-        outputs.validation_s = float(restored.state.get("validation_s", 0.0))
+        outputs.validation_s = restored.state.validation_s
         log.info("rank %d resumed from step %d (epoch %d)", worker.rank, resumed_from, position.epoch)
     outputs.start_attempt(resumed_from)
     position.continue_with(worker.world, worker.rows_per_step)
@@ -308,12 +308,15 @@ def _checkpoint(
     writer: MetricsWriter | None,
     record: dict[str, Any],
 ) -> None:
-    state = {
-        "record": record,
-        "validation_s": outputs.validation_s,
-        "shards": [asdict(version) for version in worker.spec.shard_versions],  # what --resume pins
-    }
-    directory = save_checkpoint(worker.engine, worker.rank, position, state, worker.frozen_base)
+    directory = save_checkpoint(
+        worker.engine,
+        worker.rank,
+        position,
+        record,
+        outputs.validation_s,
+        worker.spec.shard_versions,  # what --resume pins
+        worker.frozen_base,
+    )
     outputs.flush(position.global_step, writer)
     ray.train.report(
         {"step": position.global_step, "loss": record["loss"], "epoch": record["epoch"]},

@@ -22,10 +22,6 @@ class ShardVersion:
     location: str
     manifest_sha256: str
 
-    @classmethod
-    def from_json(cls, value: dict[str, Any]) -> ShardVersion:
-        return cls(str(value["location"]), str(value["manifest_sha256"]))
-
 
 class ValidationScore(Protocol):
     """One set's score at one validation (percent), as written to metrics.jsonl."""

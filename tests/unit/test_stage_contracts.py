@@ -164,3 +164,21 @@ def test_a_summary_with_a_misspelt_key_is_refused(tmp_path: Path) -> None:
     (tmp_path / "summary.json").write_text(json.dumps(body))
     with pytest.raises(ValueError, match="final_loss"):
         read_stage_summary(Storage(), str(tmp_path))
+
+
+def test_the_checkpoint_state_keeps_the_position_and_the_pinned_shards(tmp_path: Path) -> None:
+    from taiyi_ray.data.plan import DataPosition, Segment
+    from taiyi_ray.train.checkpoint import STATE_FILE, CheckpointState, read_checkpoint_state
+
+    position = DataPosition(epoch=1, segments=[Segment(2, 8, 3), Segment(3, 8, 1)], global_step=9)
+    state = CheckpointState(
+        position=position.to_dict(),
+        world_size=3,
+        record={"step": 9, "loss": 2.5},
+        validation_s=4.0,
+        shards=[ShardVersion("/shards/v-1", "e" * 64)],
+    )
+    (tmp_path / STATE_FILE).write_text(json.dumps(state.model_dump(mode="json")))
+    read = read_checkpoint_state(Storage(), str(tmp_path))
+    assert read == state and read.data_position() == position
+    assert json.loads((tmp_path / STATE_FILE).read_text())["position"]["segments"] == [[2, 8, 3], [3, 8, 1]]
