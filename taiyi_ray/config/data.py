@@ -26,10 +26,11 @@ class DatasetEntry(StrictModel):
 
     The answer vocabulary the prompt offers and the parser accepts: `entity_types` (NER; also filters the
     records' entities), `relation_types` (RE) and `label_names` (classification). Each defaults to the
-    format's own vocabulary where it has one (`taiyi_ray.data.vocab`); a BIO file names no types, so a
-    `bio_tsv` NER entry must list them. `max_input_chars` bounds the passage put in one prompt (default
-    per language in `taiyi_ray.data.instruct`): longer NER/RE documents are split into windows for
-    training, longer QA contexts and classification texts are cut (both counted by `data prepare`).
+    format's own vocabulary where it has one (`taiyi_ray.data.answers.vocabulary`); a BIO file names no
+    types, so a `bio_tsv` NER entry must list them. `max_input_chars` bounds the passage put in one
+    prompt (default per language in `taiyi_ray.data.instruct`): longer NER/RE documents are split into
+    windows for training, longer QA contexts and classification texts are cut (both counted by
+    `data prepare`).
     """
 
     name: str = Field(min_length=1)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from taiyi_ray.config.data import Catalogue, DatasetEntry
 from taiyi_ray.config.loader import ConfigError, read_yaml, validate_file
+from taiyi_ray.data.answers import DEFAULT_ENTITY_TYPES
 from taiyi_ray.data.formats import FORMAT_TASKS, FORMATS
-from taiyi_ray.data.vocab import DEFAULT_ENTITY_TYPES
 
 
 def load_catalogue(path: str, overrides: tuple[str, ...] = ()) -> Catalogue:

@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass
 from typing import IO, Literal
 
 from taiyi_ray.config.data import DatasetEntry, Language
+from taiyi_ray.data.answers import DEFAULT_ENTITY_TYPES
 from taiyi_ray.data.formats import FORMAT_LANGUAGES, FORMAT_TASKS, FORMATS, BadRecord, Source
 from taiyi_ray.data.schema import Record
-from taiyi_ray.data.vocab import DEFAULT_ENTITY_TYPES
 from taiyi_ray.storage import Storage, basename
 
 log = logging.getLogger(__name__)

@@ -29,10 +29,15 @@ from typing import Any
 import yaml
 
 from taiyi_ray.config.data import DatasetEntry, Language, Task
-from taiyi_ray.data.answers import AnswerSpec, serialise
-from taiyi_ray.data.predictions import gold_prediction, spec_for
+from taiyi_ray.data.answers import (
+    AnswerSpec,
+    entity_type_name,
+    gold_prediction,
+    relation_type_name,
+    serialise,
+    spec_for,
+)
 from taiyi_ray.data.schema import InstructionSample, Message, Record
-from taiyi_ray.data.vocab import entity_type_name, relation_type_name
 from taiyi_ray.data.windows import cut, window_record
 
 DEFAULT_MAX_INPUT_CHARS: dict[Language, int] = {"en": 2500, "zh": 700}

@@ -25,8 +25,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from taiyi_ray.data.answers import parse_with
-from taiyi_ray.data.predictions import prediction_to_record
+from taiyi_ray.data.answers import parse_with, prediction_to_record
 from taiyi_ray.data.schema import Record
 from taiyi_ray.eval.baselines import Baselines, trivial_baselines
 from taiyi_ray.eval.generation_types import RawOutput

@@ -21,8 +21,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from taiyi_ray.data.answers import Prediction, serialise
-from taiyi_ray.data.vocab import YES_NO_MAYBE
+from taiyi_ray.data.answers import YES_NO_MAYBE, Prediction, serialise
 from taiyi_ray.eval.generation_types import RawOutput
 from taiyi_ray.eval.sets import EvalItem, EvalSet
 

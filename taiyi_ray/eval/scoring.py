@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from taiyi_ray.config.data import Task
-from taiyi_ray.data.answer_text import canonical_text
+from taiyi_ray.data.answers import canonical_text
 from taiyi_ray.data.schema import Record
 
 ScoreTask = Literal["ner", "re", "tc", "tc_multilabel", "qa"]

@@ -16,11 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from taiyi_ray.config.data import Catalogue, DatasetEntry
-from taiyi_ray.data.answers import AnswerSpec
+from taiyi_ray.data.answers import AnswerSpec, spec_for
 from taiyi_ray.data.convert import iter_records
 from taiyi_ray.data.formats import BadRecord
 from taiyi_ray.data.instruct import build_prompt, gold_answer
-from taiyi_ray.data.predictions import spec_for
 from taiyi_ray.data.schema import Message, Record
 from taiyi_ray.eval.scoring import SCORE_TASK_OF, ScoreTask
 from taiyi_ray.storage import Storage

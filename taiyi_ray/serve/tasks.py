@@ -19,8 +19,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from taiyi_ray.config.data import DatasetEntry, Language, Task
-from taiyi_ray.data.answers import ParseResult, parse_with
-from taiyi_ray.data.predictions import spec_for
+from taiyi_ray.data.answers import ParseResult, parse_with, spec_for
 from taiyi_ray.data.schema import Record
 from taiyi_ray.serve.errors import APIError
 

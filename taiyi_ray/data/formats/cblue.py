@@ -22,7 +22,7 @@ not flattened.
 `kuake_qic`: CBLUE KUAKE-QIC query-intent classification (one JSON array of `{id, query, label}`).
 
 One single-label record per query. The label must be one of the 11 intents
-(`taiyi_ray.data.vocab.KUAKE_QIC_LABELS`) unless `options.any_label: true`; the unlabelled test file
+(`taiyi_ray.data.answers.KUAKE_QIC_LABELS`) unless `options.any_label: true`; the unlabelled test file
 (no `label`) gives records without labels. The CBLUE ids (`s1`, ...) are unique only within a file,
 so the document id is `{file}:{id}`.
 """
@@ -32,10 +32,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from taiyi_ray.data.answers import CMEEE_TYPES, KUAKE_QIC_LABELS
 from taiyi_ray.data.formats._io import local_id, records_from_json_array, records_from_json_lines, require_str
 from taiyi_ray.data.formats.base import BadRecord, Source
 from taiyi_ray.data.schema import Record
-from taiyi_ray.data.vocab import CMEEE_TYPES, KUAKE_QIC_LABELS
 from taiyi_ray.storage import basename
 
 

@@ -3,7 +3,7 @@
 `hoc_tsv`: the BLURB Hallmarks-of-Cancer TSV (multi-label sentence classification).
 
 Header `labels<TAB>sentence<TAB>index`; `labels` holds ten comma-separated `k_v` flags (hallmark index
-k = 0..9 in the alphabetical order of `taiyi_ray.data.vocab.HOC_HALLMARKS`, v = 0/1); `index` is
+k = 0..9 in the alphabetical order of `taiyi_ray.data.answers.HOC_HALLMARKS`, v = 0/1); `index` is
 `PMID_sN`. One record per row (sentence) with a label per positive flag, or the single label `none`
 when no flag is set (Taiyi scored `none` as a class). The document id is the PMID.
 
@@ -12,7 +12,7 @@ when no flag is set (Taiyi scored `none` as a class). The document id is the PMI
 The official files have the columns `pmid,journal,title,abstract,keywords,pub_type,authors,doi,label`
 with `label` = topics joined by `;` (the test file without gold has no `label` column: records then
 carry no labels). One record per article; the text is the title, a newline, and the abstract. Topics
-must be among the seven LitCovid topics (`taiyi_ray.data.vocab.LITCOVID_TOPICS`). Quoted fields may
+must be among the seven LitCovid topics (`taiyi_ray.data.answers.LITCOVID_TOPICS`). Quoted fields may
 span lines; line numbers are those of the row's first line.
 """
 
@@ -23,10 +23,10 @@ import io
 from collections.abc import Iterator
 from typing import Any
 
+from taiyi_ray.data.answers import HOC_HALLMARKS, HOC_NONE, LITCOVID_TOPICS
 from taiyi_ray.data.formats._io import bad, build_record, iter_lines
 from taiyi_ray.data.formats.base import BadRecord, Source
 from taiyi_ray.data.schema import Record
-from taiyi_ray.data.vocab import HOC_HALLMARKS, HOC_NONE, LITCOVID_TOPICS
 
 HEADER = ["labels", "sentence", "index"]
 

@@ -21,11 +21,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from taiyi_ray.data.answers import YES_NO_MAYBE
 from taiyi_ray.data.formats._io import bad, build_record, records_from_json_lines, require_str
 from taiyi_ray.data.formats._jsonstream import iter_json_items
 from taiyi_ray.data.formats.base import BadRecord, Source
 from taiyi_ray.data.schema import Record
-from taiyi_ray.data.vocab import YES_NO_MAYBE
 
 
 def convert_pubmedqa(source: Source) -> Iterator[Record | BadRecord]:

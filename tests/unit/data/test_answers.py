@@ -5,18 +5,23 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from taiyi_ray.data.answer_text import canonical_text
-from taiyi_ray.data.answers import AnswerSpec, Prediction, parse, parse_with, serialise
-from taiyi_ray.data.predictions import gold_prediction, prediction_to_record
-from taiyi_ray.data.schema import Entity, Record, Relation, Turn
-from taiyi_ray.data.vocab import (
+from taiyi_ray.data.answers import (
     CMEEE_TYPE_NAMES,
     CMEEE_TYPES,
     CMEIE_PREDICATES,
     HOC_LABELS,
     KUAKE_QIC_LABELS,
     LITCOVID_TOPICS,
+    AnswerSpec,
+    Prediction,
+    canonical_text,
+    gold_prediction,
+    parse,
+    parse_with,
+    prediction_to_record,
+    serialise,
 )
+from taiyi_ray.data.schema import Entity, Record, Relation, Turn
 
 NER_EN = AnswerSpec("ner", "en", entity_types=("Chemical", "Disease"))
 NER_ZH = AnswerSpec("ner", "zh", entity_types=CMEEE_TYPES)
@@ -313,7 +318,7 @@ def test_qa_round_trip_generated(language: str, data: st.DataObject) -> None:
 
 def test_parse_output_uses_the_entry_vocabulary() -> None:
     from taiyi_ray.config.data import DatasetEntry
-    from taiyi_ray.data.predictions import gold_for, parse_output
+    from taiyi_ray.data.answers import gold_for, parse_output
 
     entry = DatasetEntry(name="hoc", format="hoc_tsv", uri="x", language="en", task="tc_multilabel")
     gold = Record(

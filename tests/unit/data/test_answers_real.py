@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from taiyi_ray.config.data import DatasetEntry
-from taiyi_ray.data.answers import parse_with, serialise
-from taiyi_ray.data.predictions import gold_prediction, prediction_to_record, spec_for
+from taiyi_ray.data.answers import gold_prediction, parse_with, prediction_to_record, serialise, spec_for
 
 SETS = [
     ("bio_tsv", "BC5CDR-Chem/test.tsv", "en", "ner", {"entity_types": ["Chemical"]}),

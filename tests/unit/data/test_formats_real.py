@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from taiyi_ray.data.vocab import CMEEE_TYPES, HOC_NONE
+from taiyi_ray.data.answers import CMEEE_TYPES, HOC_NONE
 
 
 def mention_counts(records) -> Counter[str]:

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from taiyi_ray.config.data import DatasetEntry
-from taiyi_ray.data.answers import parse_with
+from taiyi_ray.data.answers import gold_prediction, parse_with, spec_for
 from taiyi_ray.data.instruct import (
     PLACEHOLDERS,
     TEMPLATE_TASKS,
@@ -19,7 +19,6 @@ from taiyi_ray.data.instruct import (
     gold_answer,
     templates,
 )
-from taiyi_ray.data.predictions import gold_prediction, spec_for
 from taiyi_ray.data.schema import Entity, Record, Relation, Turn
 
 REQUIRED = {

@@ -15,9 +15,8 @@ from taiyi_ray.cli import main
 from taiyi_ray.config.evaluation import EvalConfig
 from taiyi_ray.config.jobs import EvalJobConfig
 from taiyi_ray.config.platform import StorageConfig
-from taiyi_ray.data.answers import parse_with
+from taiyi_ray.data.answers import parse_with, prediction_to_record
 from taiyi_ray.data.catalogue import load_catalogue
-from taiyi_ray.data.predictions import prediction_to_record
 from taiyi_ray.eval.job import run_eval_job
 from taiyi_ray.eval.oracle import corrupted_count, corrupted_positions, oracle_outputs, wrong_answer
 from taiyi_ray.eval.scoring import score_records

@@ -20,7 +20,7 @@ entity and label items; also `,` `，` `[` `]` `【` `】` inside relation pairs
 itself; an item that reads as a none-word (`None`) is written `\\None`. The parser splits only on
 unescaped characters and removes the escapes, so `parse(serialise(gold)) == gold` for any texts.
 Items are compared in canonical form (outer whitespace dropped, inner runs of whitespace made one space,
-`answer_text.canonical_text`): an answer line cannot carry a mention's outer spaces.
+`taiyi_ray.data.answers.text.canonical_text`): an answer line cannot carry a mention's outer spaces.
 
 The parser is tolerant of what generators emit: either colon and separator width, extra spaces, bullets
 and markdown around type names, repeated items (de-duplicated), a missing type line (no mention of that
@@ -36,9 +36,9 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import taiyi_ray.data.answers.text as answer_text
 from taiyi_ray.config.data import Language, Task
-from taiyi_ray.data import answer_text
-from taiyi_ray.data.vocab import (
+from taiyi_ray.data.answers.vocabulary import (
     CMEEE_TYPE_NAMES,
     RELATION_NAMES,
     YES_NO_MAYBE,

@@ -1,9 +1,9 @@
 """Character-level rules of the answer format: escaping, splitting on unescaped separators, labels.
 
-Kept apart from `answers` so the rules that make the format round-trip sit in one small place:
-a backslash makes the next character literal; `escape` puts one before every structural character of
-the item kind (and before an item that would read as "None"), `unescape` removes them, and the splitters
-ignore escaped characters.
+Kept apart from `format` (serialise and parse) so the rules that make the format round-trip sit in one
+small place: a backslash makes the next character literal; `escape` puts one before every structural
+character of the item kind (and before an item that would read as "None"), `unescape` removes them, and
+the splitters ignore escaped characters.
 """
 
 from __future__ import annotations

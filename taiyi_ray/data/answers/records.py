@@ -11,10 +11,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from taiyi_ray.config.data import DatasetEntry
-from taiyi_ray.data.answer_text import canonical_text
-from taiyi_ray.data.answers import FREE_TEXT_TASKS, AnswerSpec, ParseResult, Prediction, parse_with
+from taiyi_ray.data.answers.format import FREE_TEXT_TASKS, AnswerSpec, ParseResult, Prediction, parse_with
+from taiyi_ray.data.answers.text import canonical_text
+from taiyi_ray.data.answers.vocabulary import (
+    CID,
+    DEFAULT_ENTITY_TYPES,
+    DEFAULT_LABEL_NAMES,
+    DEFAULT_RELATION_TYPES,
+)
 from taiyi_ray.data.schema import Entity, Record, Relation, Turn
-from taiyi_ray.data.vocab import CID, DEFAULT_ENTITY_TYPES, DEFAULT_LABEL_NAMES, DEFAULT_RELATION_TYPES
 
 # The argument types of relation types whose schema is fixed (used to type predicted arguments).
 RELATION_ARGUMENT_TYPES = {CID: ("Chemical", "Disease")}
