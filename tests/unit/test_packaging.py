@@ -13,9 +13,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def test_every_package_of_the_tree_is_listed_for_installation() -> None:
     setuptools = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    on_disk = {
-        ".".join(init.parent.relative_to(REPO_ROOT).parts)
-        for init in (REPO_ROOT / "taiyi_ray").rglob("__init__.py")
+    package = REPO_ROOT / "taiyi_ray"
+    on_disk = {  # every directory: a data directory's files ship only when it is listed too
+        ".".join(directory.relative_to(REPO_ROOT).parts)
+        for directory in [package, *package.rglob("*")]
+        if directory.is_dir() and directory.name != "__pycache__"
     }
     assert set(setuptools["packages"]) == on_disk | {"taiyi_ray.jobs"}
     assert setuptools["package-dir"] == {"taiyi_ray.jobs": "jobs"}
