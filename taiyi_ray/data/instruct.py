@@ -30,12 +30,12 @@ import yaml
 
 from taiyi_ray.config.data import DatasetEntry, Language, Task
 from taiyi_ray.data.answers import (
-    AnswerSpec,
+    AnswerSpace,
+    answer_space,
     entity_type_name,
     gold_prediction,
     relation_type_name,
     serialise,
-    spec_for,
 )
 from taiyi_ray.data.schema import InstructionSample, Message, Record
 from taiyi_ray.data.windows import cut, window_record
@@ -106,8 +106,8 @@ def max_input_chars(entry: DatasetEntry, language: Language) -> int:
 
 def gold_answer(record: Record, entry: DatasetEntry) -> str:
     """The answer text the model should produce for `record` (parses back to the gold prediction)."""
-    spec = spec_for(record, entry)
-    return serialise(gold_prediction(record, spec), spec)
+    space = answer_space(record, entry)
+    return serialise(gold_prediction(record, space), space)
 
 
 def build_prompt(record: Record, entry: DatasetEntry, seed: int) -> list[Message]:
@@ -117,7 +117,7 @@ def build_prompt(record: Record, entry: DatasetEntry, seed: int) -> list[Message
         while turns and turns[-1].role == "assistant":
             turns.pop()
         return [Message(role=turn.role, content=turn.content) for turn in turns]
-    prompt, _ = _render(record, spec_for(record, entry), max_input_chars(entry, record.language), seed)
+    prompt, _ = _render(record, answer_space(record, entry), max_input_chars(entry, record.language), seed)
     return [Message(role="user", content=prompt)]
 
 
@@ -146,10 +146,10 @@ def build_samples_counted(
         pieces, dropped = windows.records, windows.dropped_relations
     samples, truncated = [], False
     for piece in pieces:
-        spec = spec_for(piece, entry)
-        prompt, was_cut = _render(piece, spec, limit, seed)
+        space = answer_space(piece, entry)
+        prompt, was_cut = _render(piece, space, limit, seed)
         truncated |= was_cut
-        answer = serialise(gold_prediction(piece, spec), spec)
+        answer = serialise(gold_prediction(piece, space), space)
         samples.append(
             _sample(
                 piece,
@@ -191,28 +191,28 @@ def _dialogue_sample(record: Record) -> InstructionSample | None:
     return _sample(record, record, [Message(role=turn.role, content=turn.content) for turn in turns])
 
 
-def _render(record: Record, spec: AnswerSpec, limit: int, seed: int) -> tuple[str, bool]:
+def _render(record: Record, space: AnswerSpace, limit: int, seed: int) -> tuple[str, bool]:
     """The user prompt of `record` and whether its passage/context was cut to `limit` characters."""
-    values, was_cut = _values(record, spec, limit)
+    values, was_cut = _values(record, space, limit)
     template = choose_template(record.task, record.language, seed, f"{record.dataset}\x00{record.id}")
     return template.format_map(values), was_cut
 
 
-def _values(record: Record, spec: AnswerSpec, limit: int) -> tuple[dict[str, Any], bool]:
+def _values(record: Record, space: AnswerSpace, limit: int) -> tuple[dict[str, Any], bool]:
     """The placeholder values of the record's template, and whether a passage was cut."""
     language, task = record.language, record.task
     if task == "ner":
         types = _LIST_JOIN[language].join(
-            entity_type_name(name, language) for name in spec.entity_types or ()
+            entity_type_name(name, language) for name in space.entity_types or ()
         )
         return {"text": record.text, "entity_types": types}, False
     if task == "re":
         types = _LIST_JOIN[language].join(
-            relation_type_name(name, language) for name in spec.relation_types or ()
+            relation_type_name(name, language) for name in space.relation_types or ()
         )
         return {"text": record.text, "relation_types": types}, False
     if task in ("tc", "tc_multilabel", "text_pair"):
-        return _label_values(record, spec, limit)
+        return _label_values(record, space, limit)
     if task == "translation":
         names = _LANGUAGE_NAMES[language]
         other: Language = "zh" if language == "en" else "en"
@@ -221,9 +221,9 @@ def _values(record: Record, spec: AnswerSpec, limit: int) -> tuple[dict[str, Any
     return _question_values(record, limit)
 
 
-def _label_values(record: Record, spec: AnswerSpec, limit: int) -> tuple[dict[str, Any], bool]:
+def _label_values(record: Record, space: AnswerSpace, limit: int) -> tuple[dict[str, Any], bool]:
     text, was_cut = cut(record.text, limit)
-    values = {"text": text, "labels": _LABEL_JOIN[record.language].join(spec.label_names or ())}
+    values = {"text": text, "labels": _LABEL_JOIN[record.language].join(space.label_names or ())}
     if record.task == "text_pair":
         values["text_b"], cut_b = cut(record.context or "", limit)
         was_cut |= cut_b

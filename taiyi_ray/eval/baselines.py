@@ -60,7 +60,7 @@ def _majority_guess(task: ScoreTask, gold: Sequence[Record], record: Record) -> 
 def _random_chance(task: ScoreTask, items: Sequence[EvalItem]) -> float | None:
     """Mean over items of 1 / (size of the item's answer space); None where it is not one choice."""
     if task == "tc":
-        sizes = [len(item.spec.label_names) if item.spec.label_names else 0 for item in items]
+        sizes = [len(item.space.label_names) if item.space.label_names else 0 for item in items]
     elif task == "qa":
         sizes = [_options(item) for item in items]
     else:
@@ -73,7 +73,7 @@ def _random_chance(task: ScoreTask, items: Sequence[EvalItem]) -> float | None:
 def _options(item: EvalItem) -> int:
     if item.record.choices:
         return len(item.record.choices)
-    if item.spec.task == "qa_yesno":
+    if item.space.task == "qa_yesno":
         return 3  # PubMedQA: yes / no / maybe
     return 0
 

@@ -152,7 +152,7 @@ def parse_and_score(
 
 
 def _prediction_line(item: EvalItem, output: RawOutput) -> PredictionLine:
-    parsed = parse_with(output.text, item.spec)
+    parsed = parse_with(output.text, item.space)
     return PredictionLine(
         record=prediction_to_record(parsed.prediction, item.record),
         prompt=item.prompt,

@@ -55,7 +55,7 @@ def oracle_outputs(eval_set: EvalSet, fraction: float, seed: int) -> dict[str, R
 
 def wrong_answer(item: EvalItem, rng: random.Random) -> str:
     """An answer to `item` that parses and is wrong in every unit (see the module docstring)."""
-    record, spec = item.record, item.spec
+    record, space = item.record, item.space
     task = record.task
     if task == "qa_yesno":
         prediction = Prediction(task, answer=rng.choice([a for a in YES_NO_MAYBE if a != record.answer]))
@@ -64,16 +64,16 @@ def wrong_answer(item: EvalItem, rng: random.Random) -> str:
             task, answer=rng.choice([k for k in (record.choices or {}) if k != record.answer])
         )
     elif task in ("tc", "text_pair", "tc_multilabel"):
-        prediction = Prediction(task, labels=(_other_label(record.labels, spec.label_names, rng),))
+        prediction = Prediction(task, labels=(_other_label(record.labels, space.label_names, rng),))
     elif task == "ner":
-        entity_type = spec.entity_types[0] if spec.entity_types else "entity"
+        entity_type = space.entity_types[0] if space.entity_types else "entity"
         prediction = Prediction(task, entities=((entity_type, NOISE_TEXT),))
     elif task == "re":
-        relation_type = spec.relation_types[0] if spec.relation_types else "related"
+        relation_type = space.relation_types[0] if space.relation_types else "related"
         prediction = Prediction(task, relations=((relation_type, NOISE_TEXT, NOISE_TEXT),))
     else:
         raise ValueError(f"record {record.id!r}: no wrong answer is defined for task {task!r}")
-    return serialise(prediction, spec)
+    return serialise(prediction, space)
 
 
 def _other_label(gold: Sequence[str], names: Sequence[str] | None, rng: random.Random) -> str:

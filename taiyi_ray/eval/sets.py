@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from taiyi_ray.config.data import Catalogue, DatasetEntry
-from taiyi_ray.data.answers import AnswerSpec, spec_for
+from taiyi_ray.data.answers import AnswerSpace, answer_space
 from taiyi_ray.data.convert import iter_records
 from taiyi_ray.data.formats import BadRecord
 from taiyi_ray.data.instruct import build_prompt, gold_answer
@@ -41,7 +41,7 @@ class EvalItem:
     record: Record
     messages: tuple[Message, ...]
     gold_answer: str
-    spec: AnswerSpec
+    space: AnswerSpace
 
     @property
     def prompt(self) -> str:
@@ -133,5 +133,5 @@ def _item(record: Record, entry: DatasetEntry, template_seed: int) -> EvalItem:
         record=record,
         messages=tuple(build_prompt(record, entry, template_seed)),
         gold_answer=gold_answer(record, entry),
-        spec=spec_for(record, entry),
+        space=answer_space(record, entry),
     )

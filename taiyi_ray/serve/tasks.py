@@ -19,7 +19,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from taiyi_ray.config.data import DatasetEntry, Language, Task
-from taiyi_ray.data.answers import ParseResult, parse_with, spec_for
+from taiyi_ray.data.answers import ParseResult, answer_space, parse_with
 from taiyi_ray.data.schema import Record
 from taiyi_ray.serve.errors import APIError
 
@@ -168,7 +168,7 @@ def structure(
     task: str, request: TaskRequest, record: Record, entry: DatasetEntry, raw: str
 ) -> dict[str, object]:
     """The structured fields of the answer parsed from `raw` (entities/relations/labels/answer + parse status)."""
-    result: ParseResult = parse_with(raw, spec_for(record, entry))
+    result: ParseResult = parse_with(raw, answer_space(record, entry))
     prediction = result.prediction
     fields: dict[str, object] = {"parsed": result.ok, "problems": list(result.problems)}
     if task == "ner":

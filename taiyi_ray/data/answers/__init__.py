@@ -8,14 +8,14 @@ generators emit and says why when it cannot read an output (`ParseResult.ok` Fal
 
 Modules, one idea each:
 
-- `format`: the format itself. `Prediction` (an answer as data), `AnswerSpec` (the answer space: task,
+- `format`: the format itself. `Prediction` (an answer as data), `AnswerSpace` (the answer space: task,
   language, types, labels, choices), `serialise` (prediction -> text), `parse` / `parse_with`
   (text -> `ParseResult`).
 - `text`: character-level rules the format round-trips by: escaping, splitting on unescaped
   separators, none-words, label clean-up, `canonical_text` (the form items are compared in).
 - `vocabulary`: the source formats' label vocabularies (entity types, relation types, class labels)
   and the display names codes are written as (CMeEE `dis` -> 疾病).
-- `records`: between unified `Record`s and answers: a record's answer space (`spec_for`), its gold
+- `records`: between unified `Record`s and answers: a record's answer space (`answer_space`), its gold
   prediction (`gold_prediction`, `gold_for`), output parsed for a record (`parse_output`), and a
   prediction written back as a record (`prediction_to_record`).
 
@@ -27,7 +27,7 @@ from __future__ import annotations
 from taiyi_ray.data.answers.format import (
     FREE_TEXT_TASKS,
     LABEL_TASKS,
-    AnswerSpec,
+    AnswerSpace,
     ParseResult,
     Prediction,
     parse,
@@ -35,11 +35,11 @@ from taiyi_ray.data.answers.format import (
     serialise,
 )
 from taiyi_ray.data.answers.records import (
+    answer_space,
     gold_for,
     gold_prediction,
     parse_output,
     prediction_to_record,
-    spec_for,
 )
 from taiyi_ray.data.answers.text import canonical_text
 from taiyi_ray.data.answers.vocabulary import (
@@ -70,9 +70,10 @@ __all__ = [
     "LABEL_TASKS",
     "LITCOVID_TOPICS",
     "YES_NO_MAYBE",
-    "AnswerSpec",
+    "AnswerSpace",
     "ParseResult",
     "Prediction",
+    "answer_space",
     "canonical_text",
     "entity_type_name",
     "gold_for",
@@ -83,5 +84,4 @@ __all__ = [
     "prediction_to_record",
     "relation_type_name",
     "serialise",
-    "spec_for",
 ]

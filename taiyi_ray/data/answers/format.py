@@ -83,7 +83,7 @@ class Prediction:
 
 
 @dataclass(frozen=True)
-class AnswerSpec:
+class AnswerSpace:
     """The answer space of one item: what the prompt offered and the parser may accept.
 
     A vocabulary left None is open (any type/label is read as written). `choices` are the options of
@@ -110,16 +110,16 @@ class ParseResult:
 # -- serialise ---------------------------------------------------------------------------------------
 
 
-def serialise(prediction: Prediction, spec: AnswerSpec) -> str:
-    """The answer text for a prediction (gold or parsed) under `spec` (see the module docstring)."""
-    task, language = spec.task, spec.language
+def serialise(prediction: Prediction, space: AnswerSpace) -> str:
+    """The answer text for a prediction (gold or parsed) under `space` (see the module docstring)."""
+    task, language = space.task, space.language
     if task == "ner":
-        return _serialise_entities(prediction, spec)
+        return _serialise_entities(prediction, space)
     if task == "re":
-        return _serialise_relations(prediction, spec)
+        return _serialise_relations(prediction, space)
     if task in LABEL_TASKS:
         prefix = _PREFIX["labels" if task == "tc_multilabel" else "label"][language]
-        known = set(spec.label_names or ())
+        known = set(space.label_names or ())
         items = [
             answer_text.escape(label, answer_text.LABEL_SPECIAL, guard_none=label not in known)
             for label in prediction.labels
@@ -131,15 +131,15 @@ def serialise(prediction: Prediction, spec: AnswerSpec) -> str:
         return _PREFIX["answer"][language] + _COLON[language] + shown
     if task == "qa_mc":
         key = prediction.answer or ""
-        option = (spec.choices or {}).get(key)
+        option = (space.choices or {}).get(key)
         shown = f"{key}. {option}" if option is not None else key
         return _PREFIX["answer"][language] + _COLON[language] + shown
     return (prediction.answer or "").strip()
 
 
-def _serialise_entities(prediction: Prediction, spec: AnswerSpec) -> str:
-    language = spec.language
-    by_type: dict[str, list[str]] = {entity_type: [] for entity_type in spec.entity_types or ()}
+def _serialise_entities(prediction: Prediction, space: AnswerSpace) -> str:
+    language = space.language
+    by_type: dict[str, list[str]] = {entity_type: [] for entity_type in space.entity_types or ()}
     for entity_type, text in prediction.entities:
         by_type.setdefault(entity_type, []).append(answer_text.escape(text, answer_text.ENTITY_SPECIAL))
     if not by_type:
@@ -151,8 +151,8 @@ def _serialise_entities(prediction: Prediction, spec: AnswerSpec) -> str:
     return "\n".join(lines)
 
 
-def _serialise_relations(prediction: Prediction, spec: AnswerSpec) -> str:
-    language = spec.language
+def _serialise_relations(prediction: Prediction, space: AnswerSpace) -> str:
+    language = space.language
     by_type: dict[str, list[str]] = {}
     for relation_type, head, tail in prediction.relations:
         pair = (
@@ -184,7 +184,7 @@ def parse(
     choices: Mapping[str, str] | None = None,
 ) -> ParseResult:
     """Read a model's output for `task` back into a `Prediction` (see the module docstring)."""
-    spec = AnswerSpec(
+    space = AnswerSpace(
         task=task,
         language=language,
         entity_types=tuple(entity_types) if entity_types is not None else None,
@@ -192,25 +192,25 @@ def parse(
         label_names=tuple(label_names) if label_names is not None else None,
         choices=choices,
     )
-    return parse_with(text, spec)
+    return parse_with(text, space)
 
 
-def parse_with(text: str, spec: AnswerSpec) -> ParseResult:
-    """`parse` with the answer space given as one `AnswerSpec`."""
-    if spec.task == "ner":
-        return _parse_entities(text, spec)
-    if spec.task == "re":
-        return _parse_relations(text, spec)
-    if spec.task in LABEL_TASKS:
-        return _parse_labels(text, spec)
-    if spec.task == "qa_yesno":
-        return _parse_yes_no(text, spec)
-    if spec.task == "qa_mc":
-        return _parse_choice(text, spec)
+def parse_with(text: str, space: AnswerSpace) -> ParseResult:
+    """`parse` with the answer space given as one `AnswerSpace`."""
+    if space.task == "ner":
+        return _parse_entities(text, space)
+    if space.task == "re":
+        return _parse_relations(text, space)
+    if space.task in LABEL_TASKS:
+        return _parse_labels(text, space)
+    if space.task == "qa_yesno":
+        return _parse_yes_no(text, space)
+    if space.task == "qa_mc":
+        return _parse_choice(text, space)
     answer = text.strip()
     if not answer:
-        return ParseResult(Prediction(spec.task), False, ("the output is empty",))
-    return ParseResult(Prediction(spec.task, answer=answer), True)
+        return ParseResult(Prediction(space.task), False, ("the output is empty",))
+    return ParseResult(Prediction(space.task, answer=answer), True)
 
 
 def _lines(text: str) -> list[str]:
@@ -240,13 +240,13 @@ def _resolve(label: str, lookup: dict[str, str], open_vocabulary: bool) -> str |
     return cleaned if cleaned and len(cleaned) <= 60 and not any(c in cleaned for c in "[]【】") else None
 
 
-def _parse_entities(text: str, spec: AnswerSpec) -> ParseResult:
-    lookup = _type_lookup(spec.entity_types, spec.language, entities=True)
+def _parse_entities(text: str, space: AnswerSpace) -> ParseResult:
+    lookup = _type_lookup(space.entity_types, space.language, entities=True)
     found: dict[tuple[str, str], None] = {}
     recognised, problems = 0, []
     for line in _lines(text):
         split = answer_text.split_label(line)
-        entity_type = _resolve(split[0], lookup, spec.entity_types is None) if split else None
+        entity_type = _resolve(split[0], lookup, space.entity_types is None) if split else None
         if split is None or entity_type is None:
             problems.append(f"ignored line {line.strip()[:60]!r}")
             continue
@@ -256,8 +256,8 @@ def _parse_entities(text: str, spec: AnswerSpec) -> ParseResult:
         if answer_text.is_none_word(text):
             return ParseResult(Prediction("ner"), True)
         lines = _lines(text)
-        if spec.entity_types is not None and len(spec.entity_types) == 1 and lines:
-            _add_items(found, spec.entity_types[0], lines[0])  # a single-type answer without its type line
+        if space.entity_types is not None and len(space.entity_types) == 1 and lines:
+            _add_items(found, space.entity_types[0], lines[0])  # a single-type answer without its type line
             return ParseResult(
                 Prediction("ner", entities=tuple(found)), True, ("no type line; read as the only type",)
             )
@@ -276,13 +276,13 @@ def _add_items(found: dict[tuple[str, str], None], entity_type: str, rest: str) 
             found.setdefault((entity_type, item), None)
 
 
-def _parse_relations(text: str, spec: AnswerSpec) -> ParseResult:
-    lookup = _type_lookup(spec.relation_types, spec.language, entities=False)
+def _parse_relations(text: str, space: AnswerSpace) -> ParseResult:
+    lookup = _type_lookup(space.relation_types, space.language, entities=False)
     found: dict[tuple[str, str, str], None] = {}
     recognised, problems = 0, []
     for line in _lines(text):
         split = answer_text.split_label(line)
-        relation_type = _resolve(split[0], lookup, spec.relation_types is None) if split else None
+        relation_type = _resolve(split[0], lookup, space.relation_types is None) if split else None
         if split is None or relation_type is None:
             problems.append(f"ignored line {line.strip()[:60]!r}")
             continue
@@ -292,11 +292,11 @@ def _parse_relations(text: str, spec: AnswerSpec) -> ParseResult:
         if answer_text.is_none_word(text):
             return ParseResult(Prediction("re"), True)
         if (
-            spec.relation_types is not None
-            and len(spec.relation_types) == 1
+            space.relation_types is not None
+            and len(space.relation_types) == 1
             and answer_text.find_pairs(text)[0]
         ):
-            problems += _add_pairs(found, spec.relation_types[0], text)
+            problems += _add_pairs(found, space.relation_types[0], text)
             return ParseResult(
                 Prediction("re", relations=tuple(found)), True, ("no relation-type line", *problems)
             )
@@ -327,10 +327,10 @@ def _answer_segment(text: str, words: frozenset[str]) -> str:
     return text
 
 
-def _parse_labels(text: str, spec: AnswerSpec) -> ParseResult:
+def _parse_labels(text: str, space: AnswerSpace) -> ParseResult:
     segment = _answer_segment(text, _LABEL_WORDS)
-    single = spec.task != "tc_multilabel"
-    if spec.label_names is None:
+    single = space.task != "tc_multilabel"
+    if space.label_names is None:
         first_line = next(iter(_lines(segment)), "")
         pieces = (
             answer_text.strip_item(piece)
@@ -340,20 +340,22 @@ def _parse_labels(text: str, spec: AnswerSpec) -> ParseResult:
             dict.fromkeys(piece for piece in pieces if piece and not answer_text.is_none_word(piece))
         )
         ok = bool(labels) or answer_text.is_none_word(segment)
-        prediction = Prediction(spec.task, labels=labels[:1] if single else labels)
+        prediction = Prediction(space.task, labels=labels[:1] if single else labels)
         return ParseResult(prediction, ok, () if ok else ("no label found",))
-    found, leftovers = _match_names(answer_text.unescape(segment), spec.label_names)
+    found, leftovers = _match_names(answer_text.unescape(segment), space.label_names)
     problems = tuple(f"not a known label: {piece!r}" for piece in leftovers[:3])
     if not found:
-        if answer_text.is_none_word(segment) and "none" not in {name.casefold() for name in spec.label_names}:
-            return ParseResult(Prediction(spec.task), True)
+        if answer_text.is_none_word(segment) and "none" not in {
+            name.casefold() for name in space.label_names
+        }:
+            return ParseResult(Prediction(space.task), True)
         return ParseResult(
-            Prediction(spec.task),
+            Prediction(space.task),
             False,
-            (f"none of the labels {list(spec.label_names)[:12]} found", *problems),
+            (f"none of the labels {list(space.label_names)[:12]} found", *problems),
         )
     labels = tuple(dict.fromkeys(found))
-    return ParseResult(Prediction(spec.task, labels=labels[:1] if single else labels), True, problems)
+    return ParseResult(Prediction(space.task, labels=labels[:1] if single else labels), True, problems)
 
 
 def _match_names(segment: str, names: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -388,7 +390,7 @@ _YES_NO = re.compile(r"\b(yes|no|maybe)\b")
 _YES_NO_ZH = {value: key for key, value in YES_NO_MAYBE_ZH.items()} | {"可能": "maybe", "不是": "no"}
 
 
-def _parse_yes_no(text: str, spec: AnswerSpec) -> ParseResult:
+def _parse_yes_no(text: str, space: AnswerSpace) -> ParseResult:
     segment = unicodedata.normalize("NFKC", _answer_segment(text, _ANSWER_WORDS)).casefold()
     match = _YES_NO.search(segment)
     candidates = [(match.start(), match.group(1))] if match else []
@@ -408,8 +410,8 @@ _ANSWER_IS = re.compile(
 )
 
 
-def _parse_choice(text: str, spec: AnswerSpec) -> ParseResult:
-    choices = spec.choices or {}
+def _parse_choice(text: str, space: AnswerSpace) -> ParseResult:
+    choices = space.choices or {}
     segment = unicodedata.normalize("NFKC", _answer_segment(text, _ANSWER_WORDS))
     for match in (_LEADING_LETTER.match(segment), _ANSWER_IS.search(unicodedata.normalize("NFKC", text))):
         if match and match.group(1).upper() in choices:

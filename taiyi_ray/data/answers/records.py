@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from taiyi_ray.config.data import DatasetEntry
-from taiyi_ray.data.answers.format import FREE_TEXT_TASKS, AnswerSpec, ParseResult, Prediction, parse_with
+from taiyi_ray.data.answers.format import FREE_TEXT_TASKS, AnswerSpace, ParseResult, Prediction, parse_with
 from taiyi_ray.data.answers.text import canonical_text
 from taiyi_ray.data.answers.vocabulary import (
     CID,
@@ -26,7 +26,7 @@ RELATION_ARGUMENT_TYPES = {CID: ("Chemical", "Disease")}
 UNTYPED = "entity"
 
 
-def spec_for(record: Record, entry: DatasetEntry) -> AnswerSpec:
+def answer_space(record: Record, entry: DatasetEntry) -> AnswerSpace:
     """The answer space of `record` as catalogued by `entry` (the entry's vocabulary, else the format's)."""
     entity_types = entry.entity_types or DEFAULT_ENTITY_TYPES.get(entry.format)
     if entity_types is None and record.task == "ner":
@@ -35,7 +35,7 @@ def spec_for(record: Record, entry: DatasetEntry) -> AnswerSpec:
     if relation_types is None and record.task == "re":
         relation_types = list(dict.fromkeys(relation.type for relation in record.relations))
     label_names = entry.label_names or DEFAULT_LABEL_NAMES.get(entry.format)
-    return AnswerSpec(
+    return AnswerSpace(
         task=record.task,
         language=record.language,
         entity_types=tuple(entity_types) if entity_types is not None else None,
@@ -45,13 +45,13 @@ def spec_for(record: Record, entry: DatasetEntry) -> AnswerSpec:
     )
 
 
-def gold_prediction(record: Record, spec: AnswerSpec) -> Prediction:
+def gold_prediction(record: Record, space: AnswerSpace) -> Prediction:
     """What a perfect model answers for `record`, in the canonical order `serialise` writes."""
     task = record.task
     if task == "ner":
-        return Prediction(task, entities=_gold_entities(record, spec.entity_types))
+        return Prediction(task, entities=_gold_entities(record, space.entity_types))
     if task == "re":
-        return Prediction(task, relations=_gold_relations(record, spec.relation_types))
+        return Prediction(task, relations=_gold_relations(record, space.relation_types))
     if task in ("tc", "tc_multilabel", "text_pair"):
         labels = tuple(
             dict.fromkeys(canonical_text(label) for label in record.labels if canonical_text(label))
@@ -177,9 +177,9 @@ def prediction_to_record(prediction: Prediction, gold: Record) -> Record:
 
 def parse_output(text: str, record: Record, entry: DatasetEntry) -> ParseResult:
     """A model's output for `record` (catalogued by `entry`) parsed against the record's answer space."""
-    return parse_with(text, spec_for(record, entry))
+    return parse_with(text, answer_space(record, entry))
 
 
 def gold_for(record: Record, entry: DatasetEntry) -> Prediction:
     """The gold prediction of `record` under its entry's answer space (what an oracle answers)."""
-    return gold_prediction(record, spec_for(record, entry))
+    return gold_prediction(record, answer_space(record, entry))

@@ -12,7 +12,7 @@ from taiyi_ray.data.answers import (
     HOC_LABELS,
     KUAKE_QIC_LABELS,
     LITCOVID_TOPICS,
-    AnswerSpec,
+    AnswerSpace,
     Prediction,
     canonical_text,
     gold_prediction,
@@ -23,13 +23,13 @@ from taiyi_ray.data.answers import (
 )
 from taiyi_ray.data.schema import Entity, Record, Relation, Turn
 
-NER_EN = AnswerSpec("ner", "en", entity_types=("Chemical", "Disease"))
-NER_ZH = AnswerSpec("ner", "zh", entity_types=CMEEE_TYPES)
-CID_SPEC = AnswerSpec("re", "en", relation_types=("CID",))
-HOC_SPEC = AnswerSpec("tc_multilabel", "en", label_names=HOC_LABELS)
-KUAKE_SPEC = AnswerSpec("tc", "zh", label_names=KUAKE_QIC_LABELS)
+NER_EN = AnswerSpace("ner", "en", entity_types=("Chemical", "Disease"))
+NER_ZH = AnswerSpace("ner", "zh", entity_types=CMEEE_TYPES)
+CID_SPEC = AnswerSpace("re", "en", relation_types=("CID",))
+HOC_SPEC = AnswerSpace("tc_multilabel", "en", label_names=HOC_LABELS)
+KUAKE_SPEC = AnswerSpace("tc", "zh", label_names=KUAKE_QIC_LABELS)
 CHOICES = {"A": "Vitamin C", "B": "Niacin", "C": "Thiamine", "D": "Vitamin D", "E": "Vitamin K"}
-MC_SPEC = AnswerSpec("qa_mc", "en", choices=CHOICES)
+MC_SPEC = AnswerSpace("qa_mc", "en", choices=CHOICES)
 
 
 # -- exact formats -----------------------------------------------------------------------------------
@@ -53,11 +53,11 @@ def test_re_label_and_qa_formats() -> None:
         == "chemical-induced disease: [2\\,4-D, rash \\[severe\\]]; [lithium, tremor]"
     )
     zh = Prediction("re", relations=(("临床表现", "小细胞肺癌", "咳嗽"),))
-    assert serialise(zh, AnswerSpec("re", "zh")) == "临床表现：[小细胞肺癌，咳嗽]"
+    assert serialise(zh, AnswerSpace("re", "zh")) == "临床表现：[小细胞肺癌，咳嗽]"
     assert serialise(Prediction("re"), CID_SPEC) == "None"
     assert serialise(Prediction("tc_multilabel", labels=("none",)), HOC_SPEC) == "Labels: none"
     assert serialise(Prediction("tc", labels=("治疗方案",)), KUAKE_SPEC) == "类别：治疗方案"
-    assert serialise(Prediction("qa_yesno", answer="maybe"), AnswerSpec("qa_yesno", "zh")) == "答案：不确定"
+    assert serialise(Prediction("qa_yesno", answer="maybe"), AnswerSpace("qa_yesno", "zh")) == "答案：不确定"
     assert serialise(Prediction("qa_mc", answer="C"), MC_SPEC) == "Answer: C. Thiamine"
 
 
@@ -87,18 +87,18 @@ def test_ner_chinese_names_parse_back_to_codes() -> None:
 
 
 def test_unparseable_outputs_are_reported() -> None:
-    for spec, text in [
+    for space, text in [
         (NER_EN, "I cannot help with that."),
         (CID_SPEC, "Aspirin causes ulcers and kidney damage."),
         (HOC_SPEC, "Labels: astrology"),
-        (AnswerSpec("qa_yesno", "en"), "I don't know."),
+        (AnswerSpace("qa_yesno", "en"), "I don't know."),
         (MC_SPEC, "Answer: F"),
-        (AnswerSpec("qa_open", "en"), "   "),
+        (AnswerSpace("qa_open", "en"), "   "),
     ]:
-        result = parse_with(text, spec)
-        assert not result.ok and result.problems, (spec.task, text)
-        assert result.prediction == Prediction(spec.task)
-    assert parse_with("None.", NER_EN).ok and parse_with("无", AnswerSpec("re", "zh")).ok
+        result = parse_with(text, space)
+        assert not result.ok and result.problems, (space.task, text)
+        assert result.prediction == Prediction(space.task)
+    assert parse_with("None.", NER_EN).ok and parse_with("无", AnswerSpace("re", "zh")).ok
 
 
 def test_re_tolerates_widths_spaces_repeats_and_escapes() -> None:
@@ -130,10 +130,10 @@ def test_labels_tolerate_commas_case_punctuation_and_text_order() -> None:
 
 
 def test_qa_answers_by_letter_text_or_word() -> None:
-    yes_no = AnswerSpec("qa_yesno", "en")
+    yes_no = AnswerSpace("qa_yesno", "en")
     assert parse_with("Answer: Yes, because the trial showed it.", yes_no).prediction.answer == "yes"
     assert parse_with("maybe.", yes_no).prediction.answer == "maybe"
-    assert parse_with("答案：否", AnswerSpec("qa_yesno", "zh")).prediction.answer == "no"
+    assert parse_with("答案：否", AnswerSpace("qa_yesno", "zh")).prediction.answer == "no"
     for text, key in [
         ("Answer: (c) Thiamine", "C"),
         ("The correct answer is B.", "B"),
@@ -196,16 +196,16 @@ def _with_mentions(mentions: list[tuple[str, str]]) -> tuple[str, list[Entity]]:
     return text + " …", entities
 
 
-def round_trip(record: Record, spec: AnswerSpec) -> None:
-    gold = gold_prediction(record, spec)
-    text = serialise(gold, spec)
-    result = parse_with(text, spec)
+def round_trip(record: Record, space: AnswerSpace) -> None:
+    gold = gold_prediction(record, space)
+    text = serialise(gold, space)
+    result = parse_with(text, space)
     assert result.ok, (text, result.problems)
     assert result.prediction == gold, text
     rebuilt = prediction_to_record(
         result.prediction, record
     )  # a valid unified record carrying the prediction
-    assert gold_prediction(rebuilt, spec) == gold
+    assert gold_prediction(rebuilt, space) == gold
 
 
 @settings(max_examples=150, deadline=None)
@@ -220,7 +220,7 @@ def test_ner_round_trip_generated(language: str, types: tuple[str, ...], data: s
     record = Record(
         id="r", document_id="r", dataset="d", language=language, task="ner", text=text, entities=entities
     )
-    round_trip(record, AnswerSpec("ner", language, entity_types=types))  # type: ignore[arg-type]
+    round_trip(record, AnswerSpace("ner", language, entity_types=types))  # type: ignore[arg-type]
 
 
 type_names = (
@@ -239,7 +239,7 @@ def test_ner_round_trip_open_vocabulary(language: str, data: st.DataObject) -> N
     record = Record(
         id="r", document_id="r", dataset="d", language=language, task="ner", text=text, entities=entities
     )  # type: ignore[arg-type]
-    round_trip(record, AnswerSpec("ner", language))  # type: ignore[arg-type]
+    round_trip(record, AnswerSpace("ner", language))  # type: ignore[arg-type]
 
 
 @settings(max_examples=150, deadline=None)
@@ -270,7 +270,7 @@ def test_re_round_trip_generated(language: str, relation_types: tuple[str, ...],
         entities=entities,
         relations=relations,
     )  # type: ignore[arg-type]
-    round_trip(record, AnswerSpec("re", language, relation_types=relation_types))  # type: ignore[arg-type]
+    round_trip(record, AnswerSpace("re", language, relation_types=relation_types))  # type: ignore[arg-type]
 
 
 label_words = (
@@ -290,7 +290,7 @@ def test_label_round_trip_generated(language: str, data: st.DataObject) -> None:
     record = Record(
         id="r", document_id="r", dataset="d", language=language, task=task, text="t", labels=labels
     )  # type: ignore[arg-type]
-    round_trip(record, AnswerSpec(task, language, label_names=names))  # type: ignore[arg-type]
+    round_trip(record, AnswerSpace(task, language, label_names=names))  # type: ignore[arg-type]
 
 
 @settings(max_examples=100, deadline=None)
@@ -313,7 +313,7 @@ def test_qa_round_trip_generated(language: str, data: st.DataObject) -> None:
         id="r", document_id="r", dataset="d", language=language, task=task, question="q", choices=choices,  # type: ignore[arg-type]
         answer=None if task == "dialogue" else answer, turns=turns,
     )  # fmt: skip
-    round_trip(record, AnswerSpec(task, language, choices=choices))  # type: ignore[arg-type]
+    round_trip(record, AnswerSpace(task, language, choices=choices))  # type: ignore[arg-type]
 
 
 def test_parse_output_uses_the_entry_vocabulary() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from taiyi_ray.config.data import DatasetEntry
-from taiyi_ray.data.answers import gold_prediction, parse_with, prediction_to_record, serialise, spec_for
+from taiyi_ray.data.answers import answer_space, gold_prediction, parse_with, prediction_to_record, serialise
 
 SETS = [
     ("bio_tsv", "BC5CDR-Chem/test.tsv", "en", "ner", {"entity_types": ["Chemical"]}),
@@ -38,15 +38,15 @@ def test_round_trip_on_every_real_record(
     failures = []
     items = 0
     for record in records:
-        spec = spec_for(record, entry)
-        gold = gold_prediction(record, spec)
+        space = answer_space(record, entry)
+        gold = gold_prediction(record, space)
         items += len(gold.entities) + len(gold.relations) + len(gold.labels) + (gold.answer is not None)
-        text = serialise(gold, spec)
-        result = parse_with(text, spec)
+        text = serialise(gold, space)
+        result = parse_with(text, space)
         if (
             not result.ok
             or result.prediction != gold
-            or gold_prediction(prediction_to_record(result.prediction, record), spec) != gold
+            or gold_prediction(prediction_to_record(result.prediction, record), space) != gold
         ):
             failures.append((record.id, text[:200]))
     assert not failures, f"{len(failures)} of {len(records)} records do not round-trip, e.g. {failures[:3]}"
@@ -57,10 +57,10 @@ def test_cid_gold_names_concepts_by_their_first_single_concept_mention(real_reco
     records = real_records("pubtator_cdr", "BC5CDR-CDR/CDR_TestSet.PubTator.txt", "en", "re")
     entry = DatasetEntry(name="cid", format="pubtator_cdr", uri="x", language="en", task="re")
     first = records[0]
-    assert serialise(gold_prediction(first, spec_for(first, entry)), spec_for(first, entry)) == (
+    assert serialise(gold_prediction(first, answer_space(first, entry)), answer_space(first, entry)) == (
         "chemical-induced disease: [Famotidine, delirium]"
     )
-    pairs = sum(len(gold_prediction(record, spec_for(record, entry)).relations) for record in records)
+    pairs = sum(len(gold_prediction(record, answer_space(record, entry)).relations) for record in records)
     # 1,066 concept pairs, 1,056 distinct text pairs: in 10 a composite mention ("hemorrhagic cystitis",
     # D006470|D003556) is the only mention of both concepts, so one text pair stands for two concept pairs.
     assert pairs == 1056

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from taiyi_ray.config.data import DatasetEntry
-from taiyi_ray.data.answers import gold_prediction, parse_with, spec_for
+from taiyi_ray.data.answers import answer_space, gold_prediction, parse_with
 from taiyi_ray.data.instruct import (
     PLACEHOLDERS,
     TEMPLATE_TASKS,
@@ -122,7 +122,7 @@ def test_long_documents_become_windows_that_keep_every_mention() -> None:
         prompt = sample.messages[0].content
         passage = next(sentence for sentence in sentences if sentence in prompt)
         assert passage  # windows hold whole sentences
-        result = parse_with(sample.messages[-1].content, spec_for(record, entry))
+        result = parse_with(sample.messages[-1].content, answer_space(record, entry))
         parsed |= set(result.prediction.relations)
     assert parsed == {("CID", f"drug{n}", f"illness{n}") for n in range(12)}
     assert build_prompt(record, entry, 0)[0].content.count("Sentence") == 12  # evaluation prompts are whole
@@ -189,8 +189,10 @@ def test_real_cdr_documents_window_without_losing_mentions(real_records, shared_
         found = set()
         for sample in samples:
             assert len(sample.messages[0].content) < 1200 + 600  # passage bound + template
-            found |= set(parse_with(sample.messages[1].content, spec_for(record, entry)).prediction.entities)
-        assert found == set(gold_prediction(record, spec_for(record, entry)).entities), record.id
+            found |= set(
+                parse_with(sample.messages[1].content, answer_space(record, entry)).prediction.entities
+            )
+        assert found == set(gold_prediction(record, answer_space(record, entry)).entities), record.id
     assert windowed > 100 and extra >= windowed
 
 

@@ -101,7 +101,7 @@ def test_every_wrong_answer_parses_and_scores_zero(catalogue_file: Path) -> None
     for eval_set in load_sets(catalogue_file):
         predicted = {}
         for item in eval_set.items:
-            parsed = parse_with(wrong_answer(item, random.Random(0)), item.spec)
+            parsed = parse_with(wrong_answer(item, random.Random(0)), item.space)
             assert parsed.ok, (eval_set.name, item.record.id, parsed.problems)
             predicted[item.record.id] = prediction_to_record(parsed.prediction, item.record)
         score = score_records(eval_set.score_task, [item.record for item in eval_set.items], predicted).score
