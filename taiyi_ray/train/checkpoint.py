@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -98,7 +99,7 @@ def save_checkpoint(
         UNIVERSAL_CHECKPOINT_VERSION_VALUE,
     )
 
-    directory = tempfile.mkdtemp(prefix=f"taiyi-ckpt-{position.global_step:06d}-")
+    directory = scratch_dir("ckpt")
     # The universal-checkpoint info lets ds_to_universal re-partition the state for another world size.
     client_state = {
         UNIVERSAL_CHECKPOINT_INFO: {UNIVERSAL_CHECKPOINT_VERSION_KEY: UNIVERSAL_CHECKPOINT_VERSION_VALUE}
@@ -183,6 +184,43 @@ def local_copy(checkpoint: Any, storage: Storage, run_dir: str, scratch: str) ->
 
 def discard(directory: str) -> None:
     shutil.rmtree(directory, ignore_errors=True)
+
+
+SCRATCH = re.compile(r"^taiyi-(worker|ckpt|result)-(\d+)-")
+
+
+def scratch_dir(kind: str, root: str | None = None) -> str:
+    """A fresh local directory owned by this process, `{tmp}/taiyi-{kind}-{pid}-...`: the pid lets
+    `sweep_abandoned_scratch` tell an abandoned one from one in use."""
+    return tempfile.mkdtemp(prefix=f"taiyi-{kind}-{os.getpid()}-", dir=root)
+
+
+def sweep_abandoned_scratch(root: str | None = None) -> list[str]:
+    """Remove the scratch directories whose owning process is gone; returns them.
+
+    A worker that crashes or is killed (OOM, `ray job stop`, a failed step) never reaches its cleanup,
+    and Ray Train restarts the group in the same pod: without this, every restart leaves a base model
+    download and a local checkpoint copy in /tmp (tens of GB for a 7B model) until the disk fills."""
+    root = root or tempfile.gettempdir()
+    removed = []
+    for entry in os.scandir(root):
+        match = SCRATCH.match(entry.name)
+        if match and entry.is_dir(follow_symlinks=False) and not _alive(int(match.group(2))):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.path)
+    if removed:
+        log.info("removed %d scratch directories of processes that are gone: %s", len(removed), removed)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
 
 
 def checkpoint_name(step: int) -> str:

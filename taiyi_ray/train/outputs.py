@@ -24,7 +24,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -39,6 +38,7 @@ from pydantic import BaseModel, ConfigDict
 from taiyi_ray.data.plan import DataPosition
 from taiyi_ray.model.result import TrainedModel, model_dir, write_result
 from taiyi_ray.storage import Storage, join
+from taiyi_ray.train.checkpoint import discard, scratch_dir
 from taiyi_ray.train.metrics import MetricsWriter, is_validation, trim_metrics
 from taiyi_ray.train.spec import ShardVersion
 
@@ -261,15 +261,17 @@ class RunOutputs:
             if spec.stage.method != "full"
             else list(model.parameters())
         )
-        local = tempfile.mkdtemp(prefix="taiyi-result-")
+        local = scratch_dir("result")
         with deepspeed.zero.GatheredParameters(
             parameters, modifier_rank=None, enabled=spec.stage.zero_stage == 3
         ):
             if self.rank == 0:
                 _save_result(model, tokenizer, spec, built.base_location, local)
+        if self.rank == 0:
+            self.storage.upload_dir(local, model_dir(self.run_dir))
+        discard(local)
         if self.rank != 0:
             return
-        self.storage.upload_dir(local, model_dir(self.run_dir))
         log_entries = self.consumed_log(position.global_step)
         ids = [item for entry in log_entries for item in entry["ids"]]
         mix = Counter(item for entry in log_entries for item in entry["datasets"])

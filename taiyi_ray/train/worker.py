@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +21,8 @@ from taiyi_ray.train.checkpoint import (
     latest_complete_checkpoint,
     local_copy,
     saved_world_size,
+    scratch_dir,
+    sweep_abandoned_scratch,
     to_universal,
 )
 from taiyi_ray.train.model_setup import TrainModel, build_train_model
@@ -106,7 +107,8 @@ def setup_worker(spec: TrainSpec) -> Worker:
     on_gpu = stage.use_gpu and torch.cuda.is_available()
     device = ray.train.torch.get_device() if on_gpu else torch.device("cpu")
     storage = Storage(spec.storage)
-    scratch = tempfile.mkdtemp(prefix="taiyi-worker-")
+    sweep_abandoned_scratch()  # what crashed workers of this node left behind
+    scratch = scratch_dir("worker")
     tokenizer = load_tokenizer(storage.download_dir(spec.tokenizer_dir, os.path.join(scratch, "tokenizer")))
     torch.manual_seed(stage.seed)  # identical fresh adapter weights on every rank
     dtype = torch.bfloat16 if use_bf16(stage, on_gpu) else torch.float32
