@@ -23,13 +23,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from taiyi_ray.runtime import prepare_process_env, setup_logging
 
 REPO = Path(__file__).resolve().parent.parent
-SHAPES = {
+SHAPES: dict[str, dict[str, Any]] = {
     "tiny": {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2},
     # Qwen2.5-0.5B's published shape (random weights; vocabulary from the Qwen2 tokenizer).
     "qwen2.5-0.5b": {

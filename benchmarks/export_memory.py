@@ -88,7 +88,7 @@ def build_runs(folder: Path, shape: dict, methods: list[str]) -> dict[str, Path]
                 for name, parameter in adapter.named_parameters():
                     if "lora_B" in name:
                         parameter.normal_(0, 0.01)
-            adapter.save_pretrained(run / "model" / "adapter")
+            adapter.save_pretrained(str(run / "model" / "adapter"))
             model = adapter.unload()
         else:
             model.float().save_pretrained(run / "model" / "weights")  # CPU training saves float32

@@ -154,9 +154,9 @@ def ours(args: argparse.Namespace, root: str) -> dict:
     steady = metrics[WARMUP:] or metrics
     return {
         "tokens_per_s": round(statistics.median(item["tokens_per_s"] for item in steady)),
-        "mfu": summary["mfu"] and round(statistics.median(item["mfu"] for item in steady), 4),
+        "mfu": summary.mfu and round(statistics.median(item["mfu"] for item in steady), 4),
         "peak_mem_gib": max((item["gpu_mem_gib"] or 0) for item in metrics) or None,
-        "final_loss": summary["final_loss"],
+        "final_loss": summary.final_loss,
     }
 
 

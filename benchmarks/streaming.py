@@ -42,7 +42,7 @@ H200_TOKENS_PER_S = 78794
 PAD_ID = 151643
 
 
-def build_local_shards(seq_len: int) -> dict:
+def build_local_shards(seq_len: int) -> ShardManifest:
     scratch = tempfile.mkdtemp(prefix="taiyi-bench-stream-")
     files = training_sample_files(os.path.join(scratch, "samples"))
     tokenizer = configure_tokenizer(load_tokenizer(QWEN2_TOKENIZER), get_chat_format("taiyi"))

@@ -106,10 +106,11 @@ def ours_ray_data(files: list[str], actors: int) -> tuple[float, int, float, flo
             batch_format="pyarrow",
             compute=ActorPoolStrategy(size=actors),
         )
-    tokens, first_at, first_tokens = 0, None, 0
+    tokens, first_at, first_tokens = 0, started, 0
     for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+        assert isinstance(batch, pa.Table)
         tokens += int(pa.compute.sum(batch.column("num_tokens")).as_py())
-        if first_at is None:
+        if first_tokens == 0:
             first_at, first_tokens = time.perf_counter(), tokens
     ended = time.perf_counter()
     steady = (tokens - first_tokens) / max(ended - first_at, 1e-9)

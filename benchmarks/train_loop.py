@@ -50,7 +50,7 @@ def batches(
     table = pa.concat_tables(
         pq.read_table(location, columns=STREAM_COLUMNS) for location in manifest.source_files().locations
     )
-    out = []
+    out: list[dict[str, torch.Tensor]] = []
     while len(out) < steps:
         for start in range(0, table.num_rows - micro_batch + 1, micro_batch):
             out.append(collate(table.slice(start, micro_batch), pad_id))
