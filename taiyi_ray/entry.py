@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import time
 from collections.abc import Mapping
@@ -27,8 +26,6 @@ from taiyi_ray.config.jobs import JobConfig, load_job_config
 from taiyi_ray.config.loader import ConfigError
 from taiyi_ray.runtime import prepare_process_env, setup_logging
 from taiyi_ray.storage import join
-
-log = logging.getLogger(__name__)
 
 ConfigT = TypeVar("ConfigT", bound=JobConfig)
 

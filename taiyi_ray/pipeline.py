@@ -15,10 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
+from taiyi_ray.config.base import StrictModel
 from taiyi_ray.config.jobs import (
     DataJobConfig,
     EvalJobConfig,
@@ -47,17 +48,13 @@ class StepTiming:
     figure: str
 
 
-class PipelineStep(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class PipelineStep(StrictModel):
     wall_s: float
     figure: str
 
 
-class PipelineResult(BaseModel):
+class PipelineResult(StrictModel):
     """The pipeline's `summary.json` and result line."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     run_dir: str
     steps: dict[str, PipelineStep]

@@ -9,7 +9,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict
 
 
 class StrictModel(BaseModel):
-    """Base of every config section: unknown keys are errors (a typo must never be silently ignored)."""
+    """Base of every config section, and of every file or result one stage hands another (shard manifest,
+    checkpoint state, summaries, job results): unknown keys are errors (a typo must never be silently
+    ignored) and values are frozen."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 

@@ -12,9 +12,9 @@ import logging
 import tempfile
 from collections.abc import Iterator
 
-from pydantic import BaseModel, ConfigDict
 from transformers import PreTrainedTokenizerFast
 
+from taiyi_ray.config.base import StrictModel
 from taiyi_ray.config.jobs import DataJobConfig
 from taiyi_ray.config.model import ModelConfig
 from taiyi_ray.data.build_shards import build_shard_set
@@ -35,11 +35,7 @@ from taiyi_ray.storage import Storage, join
 log = logging.getLogger(__name__)
 
 
-class _Result(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class ShardSetResult(_Result):
+class ShardSetResult(StrictModel):
     """One shard set the job wrote or reused (its manifest's figures)."""
 
     version_dir: str
@@ -59,13 +55,13 @@ class ShardSetResult(_Result):
         return cls(version_dir=manifest.version_dir, built=built, **fields)
 
 
-class TokenizerSummary(_Result):
+class TokenizerSummary(StrictModel):
     location: str
     fingerprint: str
     vocab: int
 
 
-class DataJobResult(_Result):
+class DataJobResult(StrictModel):
     """The prepare_data job's `summary.json` and result line (`shard_sets.<set>.rows` is read by checks)."""
 
     run_dir: str

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
+from taiyi_ray.config.base import StrictModel
 from taiyi_ray.config.data import DataConfig
 from taiyi_ray.data.plan import SourceFiles
 from taiyi_ray.storage import Storage, join
@@ -51,29 +52,25 @@ class ShardSettings:
     rows_per_shard: int
 
 
-class _ManifestPart(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class ShardFile(_ManifestPart):
+class ShardFile(StrictModel):
     name: str
     rows: int
     bytes: int
     tokens: int
 
 
-class DatasetShare(_ManifestPart):
+class DatasetShare(StrictModel):
     samples: int
     tokens: int
     share: float  # of the set's samples
 
 
-class ShardTokenizer(_ManifestPart):
+class ShardTokenizer(StrictModel):
     fingerprint: str
     location: str
 
 
-class ShardContents(_ManifestPart):
+class ShardContents(StrictModel):
     """What the shard files of a version hold, read back from the files themselves."""
 
     files: list[ShardFile]

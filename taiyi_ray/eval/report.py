@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from pydantic import BaseModel, ConfigDict
 
+from taiyi_ray.config.base import StrictModel
 from taiyi_ray.eval.baselines import REPORT_COLUMNS, ReferenceScores
 from taiyi_ray.eval.finalise import SetResult
 from taiyi_ray.storage import Storage, join
@@ -41,10 +41,8 @@ class RunInfo:
     wall_s: float | None = None
 
 
-class EvalSummary(BaseModel):
+class EvalSummary(StrictModel):
     """An evaluation run's `summary.json` (scores in percent, None where a set could not be scored)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     average: float | None  # ours, over every scored set
     sets_scored: int

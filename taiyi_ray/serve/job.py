@@ -21,8 +21,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict
 
+from taiyi_ray.config.base import StrictModel
 from taiyi_ray.config.jobs import ServeJobConfig
 from taiyi_ray.runtime import init_ray
 from taiyi_ray.serve.auth import API_KEY_ENV, api_key_digest_from_env
@@ -71,20 +71,16 @@ def serving(config: ServeJobConfig) -> Iterator[tuple[str, list[str]]]:
             ray.shutdown()  # flushes Ray's own log lines now, not after the job's final JSON line
 
 
-class ServeJobResult(BaseModel):
+class ServeJobResult(StrictModel):
     """The serve job's result line, printed when it stops (the ready line came first)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     url: str
     models: list[str]
     served_s: float
 
 
-class ServeCheck(BaseModel):
+class ServeCheck(StrictModel):
     """`answer.json` of the demo's serving check: one real request and what came back."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     url: str
     status: int

@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import Field
 
-from taiyi_ray.config.base import is_uri
+from taiyi_ray.config.base import StrictModel, is_uri
 from taiyi_ray.data.plan import DataPosition
 from taiyi_ray.storage import Storage, join
 from taiyi_ray.train.spec import ShardVersion
@@ -41,17 +41,15 @@ COMPLETE_MARKER = "TAIYI_COMPLETE"
 CHECKPOINT_PREFIX = "checkpoint-"
 
 
-class CheckpointState(BaseModel):
+class CheckpointState(StrictModel):
     """`taiyi_state.json` of a checkpoint (rank 0 writes it): where the run was in its data, the world
     size that wrote the DeepSpeed state, the step's metrics, and the shard versions `--resume` pins."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     position: dict[str, Any]  # DataPosition.to_dict()
     world_size: int
     record: dict[str, Any]  # the checkpointed step's metrics line
     validation_s: float = 0.0  # seconds spent validating so far, over every attempt
-    shards: list[ShardVersion] = []
+    shards: list[ShardVersion] = Field(default_factory=list)
 
     def data_position(self) -> DataPosition:
         return DataPosition.from_dict(self.position)

@@ -13,8 +13,8 @@ import math
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict
 
+from taiyi_ray.config.base import StrictModel
 from taiyi_ray.config.jobs import ExportJobConfig
 from taiyi_ray.config.platform import StorageConfig
 from taiyi_ray.model.convert_weights import declared_dtype, export_dtype
@@ -30,10 +30,8 @@ PEAK_FACTOR = 1.5  # over the exported weights; measured 1.03 (full) and 1.09 (L
 MIN_FACTOR, MIN_RUNTIME_GIB = 1.1, 1.0  # below this the measured peak cannot fit: refused, not OOM-killed
 
 
-class ExportedModel(BaseModel):
+class ExportedModel(StrictModel):
     """What an export wrote: the figures of its result line and of `taiyi_export.json`."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     chat_format: str
     end_token: str

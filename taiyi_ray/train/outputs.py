@@ -33,8 +33,8 @@ from typing import Any
 import torch.distributed as dist
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from pydantic import BaseModel, ConfigDict
 
+from taiyi_ray.config.base import StrictModel
 from taiyi_ray.data.plan import DataPosition
 from taiyi_ray.model.result import TrainedModel, model_dir, write_result
 from taiyi_ray.storage import Storage, join
@@ -49,16 +49,12 @@ TRAIN_STATE = "train_state.json"
 SUMMARY = "summary.json"
 
 
-class _RunFile(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class MixShare(_RunFile):
+class MixShare(StrictModel):
     samples: int
     share: float  # of the samples the stage consumed
 
 
-class TrainState(_RunFile):
+class TrainState(StrictModel):
     """`train_state.json`: what rank 0 measured over the whole run (every attempt), for the driver."""
 
     steps: int
@@ -78,18 +74,18 @@ class TrainState(_RunFile):
     validation_s: float
 
 
-class ScoreAt(_RunFile):
+class ScoreAt(StrictModel):
     step: int
     score: float
 
 
-class ValidationCurveSummary(_RunFile):
+class ValidationCurveSummary(StrictModel):
     metric: str
     last: ScoreAt
     best: ScoreAt  # the highest score, the earliest step on a tie
 
 
-class StageSummary(_RunFile):
+class StageSummary(StrictModel):
     """A stage's `summary.json` and its job's result line (with `run_dir` in front): written by
     `write_stage_summary`, read by `read_stage_summary` (the export's model card, the pipeline)."""
 
