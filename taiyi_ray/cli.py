@@ -79,6 +79,11 @@ def add_data_commands(commands: argparse._SubParsersAction) -> None:  # type: ig
     convert.add_argument(
         "--language", choices=["en", "zh"], default=None, help="default: the format's language"
     )
+    convert.add_argument(
+        "--unlabelled",
+        action="store_true",
+        help="the file carries no labels (a test split); without it a record missing its label is an error",
+    )
     convert.set_defaults(run=_run_convert)
 
     stats = sub.add_parser("stats", help="count records, documents, mentions, relations, labels, answers")
@@ -110,6 +115,7 @@ def _run_convert(args: argparse.Namespace) -> int:
             args.dataset,
             args.split,
             args.language,
+            args.unlabelled,
         )
     except ConvertError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -10,8 +10,23 @@ from taiyi_ray.config.base import Location, StrictModel
 
 Language = Literal["en", "zh"]
 Task = Literal[
-    "ner", "re", "tc", "tc_multilabel", "qa_yesno", "qa_mc", "qa_open", "dialogue", "translation", "text_pair"
+    "ner",
+    "re",
+    "ee",
+    "tc",
+    "tc_multilabel",
+    "qa_yesno",
+    "qa_mc",
+    "qa_open",
+    "dialogue",
+    "translation",
+    "text_pair",
+    "sts",
+    "generation",
 ]
+"""The instruction tasks. `ee` event extraction (trigger + typed arguments); `text_pair` a label for a
+pair of texts (similarity class, entailment); `sts` a continuous similarity score for a pair (BIOSSES);
+`generation` text to text (summarisation, report and title generation, text to structure)."""
 Metric = Literal["micro_f1", "accuracy"]
 
 
@@ -48,6 +63,10 @@ class DatasetEntry(StrictModel):
     metric: Metric | None = None
     eval_unit: str | None = None
     options: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    unlabelled: bool = Field(
+        False,
+        description="The file carries no gold (a test split): records without a label are read, not refused.",
+    )
 
 
 class Catalogue(StrictModel):

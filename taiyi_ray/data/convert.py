@@ -86,6 +86,7 @@ def iter_records(entry: DatasetEntry, storage: Storage) -> Iterator[Record | Bad
         language=entry.language,
         storage=storage,
         options=entry.options,
+        unlabelled=entry.unlabelled,
     )
     keep_types = (
         set(entry.entity_types or DEFAULT_ENTITY_TYPES.get(entry.format, ()))
@@ -134,8 +135,13 @@ def convert_file(
     dataset: str | None = None,
     split: str | None = None,
     language: Language | None = None,
+    unlabelled: bool = False,
 ) -> ConvertReport:
-    """Convert one source file to unified JSONL at `output_uri` (local path or URI)."""
+    """Convert one source file to unified JSONL at `output_uri` (local path or URI).
+
+    `unlabelled` reads a file that carries no gold (a test split); otherwise a record of a labelled
+    format without its label is a bad record (an error, or a reject with `on_error="quarantine"`).
+    """
     converter = converter_for(fmt)
     if on_error not in ("fail", "quarantine"):
         raise ValueError(f"on_error must be 'fail' or 'quarantine', got {on_error!r}")
@@ -146,6 +152,7 @@ def convert_file(
         split=split or guess_split(input_uri),
         language=language or FORMAT_LANGUAGES[fmt],
         storage=storage,
+        unlabelled=unlabelled,
     )
     rejects_uri = rejects_path_for(output_uri)
     storage.remove(rejects_uri)

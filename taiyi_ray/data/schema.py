@@ -52,6 +52,28 @@ class Relation(_Model):
     tail_id: str
 
 
+class EventArgument(_Model):
+    """One argument of an event: its role (Theme, Cause, Site, ...) and the entity or event it names."""
+
+    role: str
+    ref_id: str
+
+
+class Event(_Model):
+    """An event (BioNLP-ST / BigBIO `kb` events, CHIP-CDEE): a typed trigger with role-named arguments.
+
+    `trigger_offsets` are [start, end) spans into the record's `text` spelling `trigger` (None when the
+    source gives none). An argument's `ref_id` is an entity id or the id of another event of the record
+    (BioNLP's nested events: a Regulation whose Theme is a Phosphorylation).
+    """
+
+    id: str
+    type: str
+    trigger: str
+    trigger_offsets: list[tuple[int, int]] | None = None
+    arguments: list[EventArgument] = Field(default_factory=list)
+
+
 class Turn(_Model):
     role: Role
     content: str
@@ -69,6 +91,7 @@ class Record(_Model):
     text: str = ""
     entities: list[Entity] = Field(default_factory=list)
     relations: list[Relation] = Field(default_factory=list)
+    events: list[Event] = Field(default_factory=list)
     labels: list[str] = Field(default_factory=list)
     question: str | None = None
     choices: dict[str, str] | None = None
@@ -80,6 +103,7 @@ class Record(_Model):
     def _consistent(self) -> Record:
         check_entities(self)
         check_relations(self)
+        check_events(self)
         if self.choices and self.answer is not None and self.answer not in self.choices:
             raise ValueError(f"answer {self.answer!r} is not one of the choices {sorted(self.choices)}")
         return self
@@ -94,16 +118,7 @@ def check_entities(record: Record) -> None:
         seen.add(entity.id)
         if entity.offsets is None:
             continue
-        if not entity.offsets:
-            raise ValueError(f"entity {entity.id!r} has an empty offsets list (use null when unknown)")
-        pieces = []
-        for start, end in entity.offsets:
-            if not 0 <= start < end <= len(record.text):
-                raise ValueError(
-                    f"entity {entity.id!r} offsets [{start}, {end}) lie outside the text (length {len(record.text)})"
-                )
-            pieces.append(record.text[start:end])
-        spelled = " ".join(pieces)
+        spelled = _spelled(record.text, entity.offsets, f"entity {entity.id!r}")
         if spelled != entity.text:
             raise ValueError(
                 f"entity {entity.id!r} text {entity.text!r} does not match the text at its offsets {spelled!r}"
@@ -119,6 +134,41 @@ def check_relations(record: Record) -> None:
                 raise ValueError(
                     f"relation {relation.type!r} refers to {end!r}, which is no entity id or concept id"
                 )
+
+
+def check_events(record: Record) -> None:
+    """Event ids are unique, triggers spell their offsets, and arguments name an entity or event."""
+    entity_ids = {entity.id for entity in record.entities}
+    event_ids: set[str] = set()
+    for event in record.events:
+        if event.id in event_ids or event.id in entity_ids:
+            raise ValueError(
+                f"event id {event.id!r} appears twice (event ids and entity ids share one space)"
+            )
+        event_ids.add(event.id)
+    for event in record.events:
+        if event.trigger_offsets is not None:
+            spelled = _spelled(record.text, event.trigger_offsets, f"event {event.id!r} trigger")
+            if spelled != event.trigger:
+                raise ValueError(
+                    f"event {event.id!r} trigger {event.trigger!r} does not match the text at its offsets {spelled!r}"
+                )
+        for argument in event.arguments:
+            if argument.ref_id not in entity_ids | event_ids:
+                raise ValueError(
+                    f"event {event.id!r} argument {argument.role!r} refers to {argument.ref_id!r}, "
+                    "which is no entity id or event id"
+                )
+
+
+def _spelled(text: str, offsets: list[tuple[int, int]], what: str) -> str:
+    """The text at `offsets` (pieces joined by one space); raises when a span lies outside `text`."""
+    if not offsets:
+        raise ValueError(f"{what} has an empty offsets list (use null when unknown)")
+    for start, end in offsets:
+        if not 0 <= start < end <= len(text):
+            raise ValueError(f"{what} offsets [{start}, {end}) lie outside the text (length {len(text)})")
+    return " ".join(text[start:end] for start, end in offsets)
 
 
 class Message(_Model):

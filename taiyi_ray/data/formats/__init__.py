@@ -41,7 +41,8 @@ FORMATS: Mapping[str, Converter] = MappingProxyType(
 )
 
 ALL_TASKS: tuple[Task, ...] = (
-    "ner", "re", "tc", "tc_multilabel", "qa_yesno", "qa_mc", "qa_open", "dialogue", "translation", "text_pair",
+    "ner", "re", "ee", "tc", "tc_multilabel", "qa_yesno", "qa_mc", "qa_open", "dialogue", "translation",
+    "text_pair", "sts", "generation",
 )  # fmt: skip
 
 # The instruction tasks each format's records can feed (a PubTator CDR file feeds NER and CID RE).

@@ -93,6 +93,23 @@ def require_str(value: Any, field: str) -> str:
     return value
 
 
+def label_or_none(source: Source, value: Any, field: str) -> Any:
+    """The label `value` of a labelled item, or None for an item of an unlabelled file.
+
+    A missing (None or empty) label in a labelled file raises ValueError naming `field`: such a record
+    would otherwise train as an empty answer. `Source.unlabelled` (`--unlabelled`, `unlabelled: true` on
+    a catalogue entry) reads test files that carry no labels.
+    """
+    if value is None or value == "" or value == []:
+        if source.unlabelled:
+            return None
+        raise ValueError(
+            f"no label: field {field!r} is missing or empty in a labelled file "
+            "(read a test file without labels with --unlabelled, or unlabelled: true in the catalogue)"
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class JsonLine:
     """A non-blank line of a JSON Lines file: its 1-based item number, line, parsed value or error."""

@@ -21,6 +21,9 @@ class Source:
     language: Language
     storage: Storage
     options: Mapping[str, Any] = field(default_factory=dict)
+    unlabelled: bool = False
+    """True for a file that carries no gold (a test split): a record without its label is read as
+    unlabelled. False (the default): such a record is a `BadRecord` naming the label field."""
 
 
 @dataclass(frozen=True)
