@@ -135,8 +135,7 @@ def _run_convert(args: argparse.Namespace) -> int:
 
 def _run_stats(args: argparse.Namespace) -> int:
     """`taiyi-ray data stats FILE [--json]`."""
-    from taiyi_ray.data.convert import ConvertError
-    from taiyi_ray.data.stats import compute_stats, format_stats
+    from taiyi_ray.data.convert import ConvertError, compute_stats, format_stats
 
     try:
         stats = compute_stats(args.file)

@@ -1,8 +1,15 @@
-"""Convert source files to unified JSONL records: `taiyi-ray data convert` and the catalogue reader.
+"""Unified JSONL record files: `taiyi-ray data convert` writes them, `read_records` reads them back, and
+`taiyi-ray data stats` counts them (`compute_stats`), as DESIGN.md defines the counts per format.
 
 Bad items never vanish: with `on_error="fail"` (the default) the first one raises `ConvertError`
 naming file, line (or record id) and reason, and no output file is left behind; with `"quarantine"`
 each goes, with its reason, to `OUT.rejects.jsonl` and the counts are reported.
+
+The counts are taken from the records as the converters store them, which is as the sources hold
+them: a mention per entity (a PubTator composite mention line is one entity), a relation per stored
+relation (CMeIE duplicates kept), an event per stored event, each record's labels (HoC: `none` for a
+sentence with no hallmark), each record's answer (PubMedQA decision, MedQA letter). `documents` counts
+distinct document ids (a BIO sentence is its own document, so there documents = records).
 """
 
 from __future__ import annotations
@@ -10,9 +17,10 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
 from taiyi_ray.config.data import DatasetEntry, Language
 from taiyi_ray.data.answers import DEFAULT_ENTITY_TYPES
@@ -202,3 +210,43 @@ def read_records(uri: str, storage: Storage | None = None) -> Iterator[Record]:
         if isinstance(item, BadRecord):
             raise ConvertError(item.describe())
         yield item
+
+
+def compute_stats(path: str, storage: Storage | None = None) -> dict[str, Any]:
+    """`{"records", "documents", "entity_mentions", "relations", "events", "labels", "answers"}` of a JSONL file."""
+    records = 0
+    documents: set[str] = set()
+    mentions: Counter[str] = Counter()
+    relations: Counter[str] = Counter()
+    events: Counter[str] = Counter()
+    labels: Counter[str] = Counter()
+    answers: Counter[str] = Counter()
+    for record in read_records(path, storage):
+        records += 1
+        documents.add(record.document_id)
+        mentions.update(entity.type for entity in record.entities)
+        relations.update(relation.type for relation in record.relations)
+        events.update(event.type for event in record.events)
+        labels.update(record.labels)
+        if record.answer is not None and record.task in ("qa_yesno", "qa_mc"):
+            answers[record.answer] += 1
+    return {
+        "records": records,
+        "documents": len(documents),
+        "entity_mentions": dict(sorted(mentions.items())),
+        "relations": dict(sorted(relations.items())),
+        "events": dict(sorted(events.items())),
+        "labels": dict(sorted(labels.items())),
+        "answers": dict(sorted(answers.items())),
+    }
+
+
+def format_stats(stats: dict[str, Any]) -> str:
+    """A short human-readable summary (the `--json` flag prints the object instead)."""
+    lines = [f"records   {stats['records']}", f"documents {stats['documents']}"]
+    for key in ("entity_mentions", "relations", "events", "labels", "answers"):
+        counts = stats[key]
+        if counts:
+            shown = ", ".join(f"{name} {count}" for name, count in counts.items())
+            lines.append(f"{key:<9} {sum(counts.values())} ({shown})")
+    return "\n".join(lines)

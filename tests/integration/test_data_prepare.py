@@ -9,9 +9,8 @@ import pytest
 
 from taiyi_ray.config.data import DataConfig
 from taiyi_ray.data.catalogue import load_catalogue
-from taiyi_ray.data.convert import convert_file
+from taiyi_ray.data.convert import compute_stats, convert_file
 from taiyi_ray.data.prepare import prepare_samples
-from taiyi_ray.data.stats import compute_stats
 from taiyi_ray.storage import Storage, join
 
 pytestmark = pytest.mark.integration

@@ -5,13 +5,14 @@
 Header `labels<TAB>sentence<TAB>index`; `labels` holds ten comma-separated `k_v` flags (hallmark index
 k = 0..9 in the alphabetical order of `taiyi_ray.data.answers.HOC_HALLMARKS`, v = 0/1); `index` is
 `PMID_sN`. One record per row (sentence) with a label per positive flag, or the single label `none`
-when no flag is set (Taiyi scored `none` as a class). The document id is the PMID.
+when no flag is set (Taiyi scored `none` as a class). The document id is the PMID. An empty `labels`
+column is refused unless the file is read as unlabelled.
 
 `litcovid_csv`: BioCreative VII LitCovid track CSV (multi-label topic classification).
 
 The official files have the columns `pmid,journal,title,abstract,keywords,pub_type,authors,doi,label`
-with `label` = topics joined by `;` (the test file without gold has no `label` column: records then
-carry no labels). One record per article; the text is the title, a newline, and the abstract. Topics
+with `label` = topics joined by `;` (the test file without gold has no `label` column: read it with
+`unlabelled`, and its records carry no labels; in a labelled file a row without topics is refused). One record per article; the text is the title, a newline, and the abstract. Topics
 must be among the seven LitCovid topics (`taiyi_ray.data.answers.LITCOVID_TOPICS`). Quoted fields may
 span lines; line numbers are those of the row's first line.
 """
@@ -24,7 +25,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from taiyi_ray.data.answers import HOC_HALLMARKS, HOC_NONE, LITCOVID_TOPICS
-from taiyi_ray.data.formats._io import bad, build_record, iter_lines
+from taiyi_ray.data.formats._io import bad, build_record, iter_lines, label_or_none
 from taiyi_ray.data.formats.base import BadRecord, Source
 from taiyi_ray.data.schema import Record
 
@@ -46,27 +47,33 @@ def convert_hoc_tsv(source: Source) -> Iterator[Record | BadRecord]:
             continue
         flags, sentence, index = (part.strip() for part in parts)
         try:
-            fields = _hoc_tsv_fields(flags, sentence, index)
+            fields = _hoc_tsv_fields(source, flags, sentence, index)
         except ValueError as error:
             yield bad(source, line.number, index or None, str(error), line.text)
             continue
         yield build_record(source, line.number, line.text, fields)
 
 
-def _hoc_tsv_fields(flags: str, sentence: str, index: str) -> dict[str, Any]:
+def _hoc_tsv_fields(source: Source, flags: str, sentence: str, index: str) -> dict[str, Any]:
     if not index:
         raise ValueError("the index column (PMID_sN) is empty")
     if not sentence:
         raise ValueError("the sentence column is empty")
+    if label_or_none(source, flags, "labels") is None:
+        return {"id": index, "document_id": _hoc_document(index), "task": "tc_multilabel", "text": sentence}
     labels = [HOC_HALLMARKS[position] for position in _hoc_tsv_positive_indices(flags)]
-    document_id = index.rsplit("_s", 1)[0] if "_s" in index else index
     return {
         "id": index,
-        "document_id": document_id,
+        "document_id": _hoc_document(index),
         "task": "tc_multilabel",
         "text": sentence,
         "labels": labels or [HOC_NONE],
     }
+
+
+def _hoc_document(index: str) -> str:
+    """The PMID of a `PMID_sN` sentence index."""
+    return index.rsplit("_s", 1)[0] if "_s" in index else index
 
 
 def _hoc_tsv_positive_indices(flags: str) -> list[int]:
@@ -139,7 +146,7 @@ def _litcovid_csv_rows(source: Source, reader: Any, header: list[str]) -> Iterat
             )
         else:
             try:
-                fields = _litcovid_csv_fields(dict(zip(header, row, strict=True)))
+                fields = _litcovid_csv_fields(source, dict(zip(header, row, strict=True)))
             except ValueError as error:
                 yield bad(source, line, row[header.index("pmid")], str(error), raw)
             else:
@@ -147,16 +154,15 @@ def _litcovid_csv_rows(source: Source, reader: Any, header: list[str]) -> Iterat
         line = reader.line_num + 1
 
 
-def _litcovid_csv_fields(row: dict[str, str]) -> dict[str, Any]:
+def _litcovid_csv_fields(source: Source, row: dict[str, str]) -> dict[str, Any]:
     pmid = row["pmid"].strip()
     if not pmid:
         raise ValueError("the pmid column is empty")
     title, abstract = row["title"].strip(), row["abstract"].strip()
     if not title and not abstract:
         raise ValueError("both title and abstract are empty")
-    labels: list[str] = []
-    if "label" in row:
-        labels = [topic.strip() for topic in row["label"].split(";") if topic.strip()]
+    labels = [topic.strip() for topic in (row.get("label") or "").split(";") if topic.strip()]
+    if label_or_none(source, labels, "label") is not None:
         unknown = [topic for topic in labels if topic not in LITCOVID_TOPICS]
         if unknown:
             raise ValueError(f"unknown topics {unknown}, expected topics among {list(LITCOVID_TOPICS)}")

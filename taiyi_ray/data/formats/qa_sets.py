@@ -3,7 +3,7 @@
 `pubmedqa`: PubMedQA PQA-L/PQA-A JSON (one object keyed by PMID).
 
 Each value has `QUESTION`, `CONTEXTS` (list of abstract sections; `LABELS` names them), and
-`final_decision` (yes/no/maybe; absent in the unlabelled PQA-U). One yes/no/maybe record per PMID; the
+`final_decision` (yes/no/maybe; absent in the unlabelled PQA-U, which is read with `unlabelled`). One yes/no/maybe record per PMID; the
 context is the sections joined by newlines (the conclusion, `LONG_ANSWER`, is not part of the context,
 as in the official reasoning-required setting). Document id = PMID, so decontamination finds the same
 article in `ori_pqal.json` and in the test set.
@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from taiyi_ray.data.answers import YES_NO_MAYBE
-from taiyi_ray.data.formats._io import bad, build_record, records_from_json_lines, require_str
+from taiyi_ray.data.formats._io import bad, build_record, label_or_none, records_from_json_lines, require_str
 from taiyi_ray.data.formats._jsonstream import iter_json_items
 from taiyi_ray.data.formats.base import BadRecord, Source
 from taiyi_ray.data.schema import Record
@@ -45,14 +45,14 @@ def convert_pubmedqa(source: Source) -> Iterator[Record | BadRecord]:
                 )
                 continue
             try:
-                fields = _pubmedqa_fields(item.key, item.value)
+                fields = _pubmedqa_fields(source, item.key, item.value)
             except ValueError as error:
                 yield bad(source, item.line, item.key, str(error), item.raw)
                 continue
             yield build_record(source, item.line, item.raw, fields)
 
 
-def _pubmedqa_fields(pmid: str, value: Any) -> dict[str, Any]:
+def _pubmedqa_fields(source: Source, pmid: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(
             f"expected an object with QUESTION, CONTEXTS and final_decision, got {type(value).__name__}"
@@ -61,7 +61,7 @@ def _pubmedqa_fields(pmid: str, value: Any) -> dict[str, Any]:
     contexts = value.get("CONTEXTS")
     if not isinstance(contexts, list) or not all(isinstance(part, str) for part in contexts):
         raise ValueError(f"CONTEXTS must be a list of strings, got {contexts!r:.80}")
-    answer = value.get("final_decision")
+    answer = label_or_none(source, value.get("final_decision"), "final_decision")
     if answer is not None and answer not in YES_NO_MAYBE:
         raise ValueError(f"final_decision {answer!r} is not one of {list(YES_NO_MAYBE)}")
     return {
@@ -76,10 +76,12 @@ def _pubmedqa_fields(pmid: str, value: Any) -> dict[str, Any]:
 
 def convert_medqa_jsonl(source: Source) -> Iterator[Record | BadRecord]:
     """Yield one multiple-choice record per line."""
-    return records_from_json_lines(source, _medqa_jsonl_fields)
+    return records_from_json_lines(
+        source, lambda value, record_id: _medqa_jsonl_fields(source, value, record_id)
+    )
 
 
-def _medqa_jsonl_fields(value: Any, record_id: str) -> dict[str, Any]:
+def _medqa_jsonl_fields(source: Source, value: Any, record_id: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(
             f"expected an object with question, options and answer_idx, got {type(value).__name__}"
@@ -89,7 +91,7 @@ def _medqa_jsonl_fields(value: Any, record_id: str) -> dict[str, Any]:
     if not isinstance(options, dict) or not options:
         raise ValueError(f"'options' must be a non-empty object letter -> text, got {options!r:.80}")
     choices = {str(key).strip(): require_str(text, f"options.{key}").strip() for key, text in options.items()}
-    answer = value.get("answer_idx")
+    answer = label_or_none(source, value.get("answer_idx"), "answer_idx")
     if answer is not None:
         answer = require_str(answer, "answer_idx").strip()
         if answer not in choices:

@@ -96,6 +96,7 @@ def test_cli_convert_and_stats(write, tmp_path: Path, capsys: pytest.CaptureFixt
         "documents": 2,
         "entity_mentions": {"Chemical": 1, "Disease": 1},
         "relations": {},
+        "events": {},
         "labels": {},
         "answers": {},
     }

@@ -9,15 +9,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from taiyi_ray.config.data import Language
-from taiyi_ray.data.formats import FORMATS, Source, _jsonstream
+from taiyi_ray.data.formats import FORMATS, BadRecord, Source, _jsonstream
 from taiyi_ray.data.schema import Record
 from taiyi_ray.storage import Storage
 
 
-def records(fmt: str, path: str, language: Language = "en") -> list[Record]:
-    items = list(
-        FORMATS[fmt](Source(uri=path, dataset="t", split="test", language=language, storage=Storage()))
+def records(fmt: str, path: str, language: Language = "en", unlabelled: bool = False) -> list[Record]:
+    source = Source(
+        uri=path, dataset="t", split="test", language=language, storage=Storage(), unlabelled=unlabelled
     )
+    items = list(FORMATS[fmt](source))
     assert all(isinstance(item, Record) for item in items), items
     return items  # type: ignore[return-value]
 
@@ -37,8 +38,13 @@ def test_litcovid_csv_official_layout(write) -> None:
 
 def test_litcovid_csv_without_label_column(write) -> None:
     text = "pmid,journal,title,abstract,keywords,pub_type,authors,doi\n7,J,T,A,k,p,a,d\n"
-    (record,) = records("litcovid_csv", write("test.csv", text))
+    path = write("test.csv", text)
+    (record,) = records("litcovid_csv", path, unlabelled=True)
     assert record.labels == [] and record.text == "T\nA"
+    source = Source(uri=path, dataset="t", split="test", language="en", storage=Storage())
+    (refused,) = FORMATS["litcovid_csv"](source)
+    assert isinstance(refused, BadRecord) and refused.record_id == "7" and refused.line == 2
+    assert "no label: field 'label'" in refused.reason
 
 
 def test_sharegpt_and_openai_messages(write) -> None:

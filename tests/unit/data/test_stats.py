@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from taiyi_ray.data.convert import convert_file
-from taiyi_ray.data.stats import compute_stats, format_stats
+from taiyi_ray.data.convert import compute_stats, convert_file, format_stats
 from taiyi_ray.storage import Storage
 
 CASES = [
