@@ -86,6 +86,66 @@ class Catalogue(StrictModel):
         return self
 
 
+class BigBioLoader(StrictModel):
+    """A BigBIO loader: the hub dataset (`bigbio/<dataset>`) and the config whose export is converted."""
+
+    dataset: str = Field(min_length=1)
+    config: str = Field(pattern=r"_bigbio_(kb|qa|text|pairs|te|t2t)$")
+
+
+class InventoryEntry(StrictModel):
+    """One dataset of an inventory (`configs/catalogues/taiyi-140.yaml`, Taiyi's 140): what it is, where
+    it is distributed, and how taiyi-ray reads it. Keyed by (language, number): one name appears twice.
+
+    `format` names the converter that reads the distribution (its original format, or the export of its
+    BigBIO loader named in `bigbio`); null when no converter reads it yet (`note` says what it would need).
+    `task` is the instruction task its records feed; `taiyi_task` and `family` are Taiyi's own labels.
+    """
+
+    language: Language
+    number: int = Field(ge=1)
+    name: str = Field(min_length=1)
+    taiyi_task: str = Field(min_length=1)
+    family: str = Field(min_length=1)
+    task: Task
+    stage: Literal[1, 2]
+    format: str | None = None
+    bigbio: BigBioLoader | None = None
+    sizes: str = ""
+    instruction_samples: int | None = Field(None, ge=0)
+    licence: str = Field(min_length=1)
+    obtain: str = Field(min_length=1, description="Where the files are distributed (URL).")
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _bigbio_is_read_by_its_schema(self) -> InventoryEntry:
+        if self.bigbio is not None and self.format != "bigbio_" + self.bigbio.config.rsplit("_bigbio_", 1)[1]:
+            raise ValueError(
+                f"bigbio config {self.bigbio.config!r} is read by format bigbio_<schema>, not {self.format!r}"
+            )
+        return self
+
+
+class Inventory(StrictModel):
+    """A list of datasets to account for (not to train on): what `taiyi-ray data coverage` reports."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    datasets: list[InventoryEntry] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_keys(self) -> Inventory:
+        seen: set[tuple[str, int]] = set()
+        for entry in self.datasets:
+            key = (entry.language, entry.number)
+            if key in seen:
+                raise ValueError(
+                    f"dataset ({entry.language}, {entry.number}) appears twice; keys must be unique"
+                )
+            seen.add(key)
+        return self
+
+
 class DataConfig(StrictModel):
     """Data preparation: convert -> instruct -> tokenize -> pack -> Parquet shards.
 
