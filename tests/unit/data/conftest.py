@@ -79,3 +79,11 @@ def write(tmp_path: Path) -> Callable[[str, str | bytes], str]:
         return str(path)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def qwen2(qwen2_tokenizer_dir: Path):
+    """The shared Qwen2 tokenizer, loaded once."""
+    from taiyi_ray.data.tokenizer import load_tokenizer
+
+    return load_tokenizer(qwen2_tokenizer_dir)

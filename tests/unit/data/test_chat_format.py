@@ -21,11 +21,6 @@ CONVERSATION = [
 ]
 
 
-@pytest.fixture(scope="module")
-def qwen2(qwen2_tokenizer_dir: Path):
-    return load_tokenizer(qwen2_tokenizer_dir)
-
-
 def test_qwen2_tokenizer_matches_golden_ids(qwen2, qwen2_tokenizer_dir: Path) -> None:
     golden = json.loads((qwen2_tokenizer_dir / "golden_tokens.json").read_text())
     assert len(golden) == 51

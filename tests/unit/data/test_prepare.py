@@ -12,8 +12,11 @@ import pytest
 from taiyi_ray.cli import prepare_command
 from taiyi_ray.config.data import Catalogue, DataConfig, DatasetEntry
 from taiyi_ray.data.catalogue import load_catalogue
+from taiyi_ray.data.chat_format import get_chat_format
+from taiyi_ray.data.encode_samples import IGNORE_INDEX, tokenize_conversations
 from taiyi_ray.data.prepare import REPORT_FILE, PrepareError, prepare_samples
 from taiyi_ray.data.schema import InstructionSample
+from taiyi_ray.data.tokenizer import configure_tokenizer
 from taiyi_ray.storage import Storage
 
 REPO = Path(__file__).resolve().parents[3]
@@ -25,6 +28,8 @@ DEMO_COUNTS = {
     "demo-pubmedqa": 5,
     "demo-medqa-usmle": 5,
     "demo-medqa-mcmle": 4,
+    "demo-dialogue-en": 6,
+    "demo-dialogue-zh": 6,
 }
 
 
@@ -55,7 +60,7 @@ def test_demo_prepares_in_process_quickly(in_repo: None, tmp_path: Path) -> None
     assert time.perf_counter() - started < 3.0 and not result.parallel
     assert {report.dataset: report.records for report in result.datasets} == DEMO_COUNTS
     assert {report.dataset: report.samples for report in result.datasets} == DEMO_COUNTS
-    assert (result.totals.records, result.totals.rejects, result.totals.decontaminated) == (41, 0, 0)
+    assert (result.totals.records, result.totals.rejects, result.totals.decontaminated) == (53, 0, 0)
     assert [Path(path).name for path in result.sample_files["stage1"]] == [
         "demo-bio-ner.jsonl", "demo-cdr-ner.jsonl", "demo-cdr-cid.jsonl", "demo-cmeee.jsonl",
     ]  # fmt: skip
@@ -63,6 +68,8 @@ def test_demo_prepares_in_process_quickly(in_repo: None, tmp_path: Path) -> None
         "demo-pubmedqa.jsonl",
         "demo-medqa-usmle.jsonl",
         "demo-medqa-mcmle.jsonl",
+        "demo-dialogue-en.jsonl",
+        "demo-dialogue-zh.jsonl",
     ]
     cid = read_samples(result.sample_files["stage1"][2])
     assert (
@@ -72,8 +79,27 @@ def test_demo_prepares_in_process_quickly(in_repo: None, tmp_path: Path) -> None
     mcmle = read_samples(result.sample_files["stage2"][2])
     assert mcmle[0].language == "zh" and mcmle[0].messages[-1].content == "答案：A. 慢性失血"
     report = json.loads((tmp_path / "out" / REPORT_FILE).read_text())
-    assert report["totals"]["samples"] == 41 and report["sample_files"] == result.sample_files
+    assert report["totals"]["samples"] == 53 and report["sample_files"] == result.sample_files
     assert all(report.chars_max >= report.chars_p95 >= report.chars_p50 > 0 for report in result.datasets)
+
+
+def test_demo_dialogues_learn_every_assistant_turn(in_repo: None, tmp_path: Path, qwen2) -> None:
+    """The demo's stage-2 ShareGPT dialogues reach training with the loss on each assistant turn only."""
+    catalogue = load_catalogue("configs/catalogues/demo.yaml")
+    result = prepare_samples(catalogue, demo_config(), Storage(), str(tmp_path / "out"))
+    english = read_samples(result.sample_files["stage2"][3])
+    first = english[0]
+    assert first.task == "dialogue" and [message.role for message in first.messages] == [
+        "system", "user", "assistant", "user", "assistant",
+    ]  # fmt: skip
+    chat_format = get_chat_format("chatml")
+    tokenizer = configure_tokenizer(qwen2, chat_format)
+    ((_, labels),) = tokenize_conversations(tokenizer, chat_format, [first.messages])
+    learned = tokenizer.decode([token for token in labels.tolist() if token != IGNORE_INDEX])
+    answers = [message.content for message in first.messages if message.role == "assistant"]
+    assert learned == "".join(f"{answer}<|im_end|>" for answer in answers)
+    chinese = read_samples(result.sample_files["stage2"][4])
+    assert all(sample.language == "zh" and sample.messages[-1].role == "assistant" for sample in chinese)
 
 
 def test_prepare_is_deterministic_per_seed(in_repo: None, tmp_path: Path) -> None:
@@ -172,7 +198,7 @@ def test_prepare_command_prints_the_table_and_a_json_line(
     assert out[0].split()[:4] == ["dataset", "stage", "records", "rejects"]
     assert any(line.startswith("demo-cmeee ") for line in out)
     summary = json.loads(out[-1])
-    assert (summary["records"], summary["samples"], summary["decontaminated"]) == (41, 41, 0)
+    assert (summary["records"], summary["samples"], summary["decontaminated"]) == (53, 53, 0)
     args.overrides = ["data.on_error=sometimes"]
     assert prepare_command(args) == 1
     assert "data.on_error" in capsys.readouterr().err
