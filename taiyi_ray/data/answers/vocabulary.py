@@ -59,6 +59,41 @@ KUAKE_QIC_LABELS: tuple[str, ...] = (
     "功效作用", "医疗费用", "其他",
 )  # fmt: skip
 
+# CHIP-CTC's 44 eligibility-criterion categories (CBLUE `category.xlsx`, "Label Name").
+CHIP_CTC_LABELS: tuple[str, ...] = (
+    "Disease", "Symptom", "Sign", "Pregnancy-related Activity", "Neoplasm Status", "Non-Neoplasm Disease Stage",
+    "Allergy Intolerance", "Organ or Tissue Status", "Life Expectancy", "Oral related",
+    "Pharmaceutical Substance or Drug", "Therapy or Surgery", "Device", "Nursing", "Diagnostic",
+    "Laboratory Examinations", "Risk Assessment", "Receptor Status", "Age", "Special Patient Characteristic",
+    "Literacy", "Gender", "Education", "Address", "Ethnicity", "Consent", "Enrollment in other studies",
+    "Researcher Decision", "Capacity", "Ethical Audit", "Compliance with Protocol", "Addictive Behavior",
+    "Bedtime", "Exercise", "Diet", "Alcohol Consumer", "Sexual related", "Smoking Status", "Blood Donation",
+    "Encounter", "Disabilities", "Healthy", "Data Accessible", "Multiple",
+)  # fmt: skip
+
+# CBLUE sentence-pair grades (the label strings of the files; CBLUE's data processors).
+CHIP_STS_LABELS: tuple[str, ...] = ("0", "1")  # 1: same meaning
+KUAKE_QQR_LABELS: tuple[str, ...] = ("0", "1", "2")  # 2: query2 equals or contains query1's meaning
+KUAKE_QTR_LABELS: tuple[str, ...] = ("0", "1", "2", "3")  # 3: the title fully answers the query
+
+# CMID's primary intents (label_4class; its 36 secondary intents are not checked).
+CMID_4CLASS_LABELS: tuple[str, ...] = ("病症", "药物", "治疗方案", "其他")
+
+# CHIP-CDEE event tendencies besides the empty string (affirmed); CBLUE format_checker_CDEE.py.
+CDEE_TENDENCIES: tuple[str, ...] = ("不确定", "否定")
+
+# IMCS-V2 (IMCS21) entity types and dialogue acts (lemuria-wchen/imcs21-cblue README).
+IMCS_ENTITY_TYPES: tuple[str, ...] = ("Symptom", "Drug", "Drug_Category", "Medical_Examination", "Operation")
+IMCS_DIALOGUE_ACTS: tuple[str, ...] = (
+    "Request-Symptom", "Inform-Symptom", "Request-Etiology", "Inform-Etiology", "Request-Basic_Information",
+    "Inform-Basic_Information", "Request-Existing_Examination_and_Treatment",
+    "Inform-Existing_Examination_and_Treatment", "Request-Drug_Recommendation", "Inform-Drug_Recommendation",
+    "Request-Medical_Advice", "Inform-Medical_Advice", "Request-Precautions", "Inform-Precautions", "Diagnose",
+    "Other",
+)  # fmt: skip
+# symptom_type codes: the patient does not have it, has it, or the dialogue does not tell.
+IMCS_SYMPTOM_STATUS: Mapping[str, str] = MappingProxyType({"0": "无", "1": "有", "2": "不确定"})
+
 # HoC hallmarks by BLURB label index (alphabetical; ../shared/data/HoC/label_index_map.tsv), plus `none`
 # for a sentence with no hallmark — scored as a label of its own, as Taiyi did.
 HOC_HALLMARKS: tuple[str, ...] = (
@@ -94,13 +129,28 @@ YES_NO_MAYBE_ZH: Mapping[str, str] = MappingProxyType({"yes": "是", "no": "否"
 
 # Defaults per format, used when a catalogue entry does not name its own vocabulary.
 DEFAULT_ENTITY_TYPES: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {"pubtator_cdr": PUBTATOR_CDR_TYPES, "cmeee": CMEEE_TYPES}
+    {
+        "pubtator_cdr": PUBTATOR_CDR_TYPES,
+        "cmeee": CMEEE_TYPES,
+        "cblue_cmeee": CMEEE_TYPES,
+        "cblue_imcs_v2_ner": IMCS_ENTITY_TYPES,
+    }
 )
 DEFAULT_RELATION_TYPES: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {"pubtator_cdr": (CID,), "cmeie": CMEIE_PREDICATES}
+    {"pubtator_cdr": (CID,), "cmeie": CMEIE_PREDICATES, "cblue_cmeie": CMEIE_PREDICATES}
 )
 DEFAULT_LABEL_NAMES: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {"hoc_tsv": HOC_LABELS, "kuake_qic": KUAKE_QIC_LABELS, "litcovid_csv": LITCOVID_TOPICS}
+    {
+        "hoc_tsv": HOC_LABELS,
+        "kuake_qic": KUAKE_QIC_LABELS,
+        "cblue_kuake_qic": KUAKE_QIC_LABELS,
+        "litcovid_csv": LITCOVID_TOPICS,
+        "cblue_chip_ctc": CHIP_CTC_LABELS,
+        "cblue_chip_sts": CHIP_STS_LABELS,
+        "cblue_kuake_qqr": KUAKE_QQR_LABELS,
+        "cblue_kuake_qtr": KUAKE_QTR_LABELS,
+        "cblue_imcs_v2_dac": IMCS_DIALOGUE_ACTS,
+    }
 )
 
 

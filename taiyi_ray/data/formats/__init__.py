@@ -13,11 +13,27 @@ from types import MappingProxyType
 from taiyi_ray.config.data import Language, Task
 from taiyi_ray.data.formats.base import BadRecord, Converter, Source
 from taiyi_ray.data.formats.bio_tsv import convert_bio_tsv
-from taiyi_ray.data.formats.cblue import convert_cmeee, convert_cmeie, convert_kuake_qic
+from taiyi_ray.data.formats.cblue import (
+    convert_chip_cdee,
+    convert_chip_cdn,
+    convert_chip_ctc,
+    convert_chip_sts,
+    convert_cmeee,
+    convert_cmeie,
+    convert_cmid,
+    convert_imcs_v2_dac,
+    convert_imcs_v2_mrg,
+    convert_imcs_v2_ner,
+    convert_imcs_v2_sr,
+    convert_kuake_qic,
+    convert_kuake_qqr,
+    convert_kuake_qtr,
+)
 from taiyi_ray.data.formats.doc_classification import convert_hoc_tsv, convert_litcovid_csv
 from taiyi_ray.data.formats.instruction_data import (
     convert_alpaca_json,
     convert_sharegpt_jsonl,
+    convert_taiyi_instruction,
     convert_unified_jsonl,
 )
 from taiyi_ray.data.formats.pubtator_cdr import convert_pubtator_cdr
@@ -37,6 +53,22 @@ FORMATS: Mapping[str, Converter] = MappingProxyType(
         "sharegpt_jsonl": convert_sharegpt_jsonl,
         "alpaca_json": convert_alpaca_json,
         "unified_jsonl": convert_unified_jsonl,
+        "taiyi_instruction": convert_taiyi_instruction,
+        # CBLUE under its family's names; cmeee, cmeie and kuake_qic above are the same converters.
+        "cblue_cmeee": convert_cmeee,
+        "cblue_cmeie": convert_cmeie,
+        "cblue_kuake_qic": convert_kuake_qic,
+        "cblue_chip_cdee": convert_chip_cdee,
+        "cblue_chip_cdn": convert_chip_cdn,
+        "cblue_chip_ctc": convert_chip_ctc,
+        "cblue_chip_sts": convert_chip_sts,
+        "cblue_kuake_qqr": convert_kuake_qqr,
+        "cblue_kuake_qtr": convert_kuake_qtr,
+        "cblue_cmid": convert_cmid,
+        "cblue_imcs_v2_ner": convert_imcs_v2_ner,
+        "cblue_imcs_v2_dac": convert_imcs_v2_dac,
+        "cblue_imcs_v2_sr": convert_imcs_v2_sr,
+        "cblue_imcs_v2_mrg": convert_imcs_v2_mrg,
     }
 )
 
@@ -60,12 +92,29 @@ FORMAT_TASKS: Mapping[str, tuple[Task, ...]] = MappingProxyType(
         "sharegpt_jsonl": ("dialogue",),
         "alpaca_json": ("dialogue",),
         "unified_jsonl": ALL_TASKS,
+        "taiyi_instruction": ("dialogue",),
+        "cblue_cmeee": ("ner",),
+        "cblue_cmeie": ("re", "ner"),
+        "cblue_kuake_qic": ("tc",),
+        "cblue_chip_cdee": ("ee",),
+        "cblue_chip_cdn": ("generation",),
+        "cblue_chip_ctc": ("tc",),
+        "cblue_chip_sts": ("text_pair",),
+        "cblue_kuake_qqr": ("text_pair",),
+        "cblue_kuake_qtr": ("text_pair",),
+        "cblue_cmid": ("tc",),
+        "cblue_imcs_v2_ner": ("ner",),
+        "cblue_imcs_v2_dac": ("tc",),
+        "cblue_imcs_v2_sr": ("tc_multilabel",),
+        "cblue_imcs_v2_mrg": ("generation",),
     }
 )
 
-# The language of a format's records when the caller names none (MedQA: pass zh for MCMLE).
+# The language of a format's records when the caller names none (MedQA: pass zh for MCMLE). Taiyi's
+# instruction data is mostly Chinese; its items that name en or zh keep their own language.
+_CHINESE = ("cmeee", "cmeie", "kuake_qic", "taiyi_instruction")
 FORMAT_LANGUAGES: Mapping[str, Language] = MappingProxyType(
-    {name: ("zh" if name in ("cmeee", "cmeie", "kuake_qic") else "en") for name in FORMATS}
+    {name: ("zh" if name in _CHINESE or name.startswith("cblue_") else "en") for name in FORMATS}
 )
 
 __all__ = ["FORMATS", "FORMAT_LANGUAGES", "FORMAT_TASKS", "BadRecord", "Converter", "Source"]

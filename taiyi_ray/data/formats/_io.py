@@ -64,9 +64,13 @@ def validation_reason(error: ValidationError) -> str:
 
 
 def build_record(source: Source, line: int | None, raw: str, fields: dict[str, Any]) -> Record | BadRecord:
-    """A validated `Record` with the source's dataset/split/language, or a `BadRecord` saying why not."""
+    """A validated `Record` with the source's dataset/split/language, or a `BadRecord` saying why not.
+
+    `fields` may override the language (an item that names its own, as Taiyi's instruction data does).
+    """
     try:
-        return Record(dataset=source.dataset, split=source.split, language=source.language, **fields)
+        defaults = {"dataset": source.dataset, "split": source.split, "language": source.language}
+        return Record.model_validate({**defaults, **fields})
     except ValidationError as error:
         return bad(source, line, str(fields.get("id") or "") or None, validation_reason(error), raw)
 
@@ -108,6 +112,112 @@ def label_or_none(source: Source, value: Any, field: str) -> Any:
             "(read a test file without labels with --unlabelled, or unlabelled: true in the catalogue)"
         )
     return value
+
+
+def present_or_none(source: Source, item: dict[str, Any], field: str) -> Any:
+    """`item[field]` when the key is there, even empty; a missing key goes through `label_or_none`.
+
+    For list-valued gold (NER mentions, triples, events) an empty list is a real answer ("nothing
+    here"), so only an absent key means "no label".
+    """
+    if field in item and item[field] is not None:
+        return item[field]
+    return label_or_none(source, None, field)
+
+
+def bio_tag_problem(tag: str) -> str | None:
+    """Why `tag` is not `O`, `B-TYPE` or `I-TYPE` (None when it is one)."""
+    if tag == "O":
+        return None
+    prefix, _, entity_type = tag.partition("-")
+    if prefix in ("B", "I") and entity_type:
+        return None
+    return f"unknown tag {tag!r}: expected O, B-TYPE or I-TYPE"
+
+
+def bio_chunks(tags: list[str]) -> tuple[list[tuple[str, int, int]], int]:
+    """The chunks `(type, first index, last index)` of valid BIO tags, and how many started with `I-`.
+
+    An `I-X` that does not continue an `X` chunk starts a new one (what conlleval does).
+    """
+    chunks: list[tuple[str, int, int]] = []
+    orphans = 0
+    current: tuple[str, int, int] | None = None
+    for index, tag in enumerate([*tags, "O"]):
+        prefix, _, entity_type = tag.partition("-")
+        if current is not None and prefix == "I" and entity_type == current[0]:
+            current = (current[0], current[1], index)
+            continue
+        if current is not None:
+            chunks.append(current)
+            current = None
+        if prefix in ("B", "I"):
+            orphans += prefix == "I"
+            current = (entity_type, index, index)
+    return chunks, orphans
+
+
+def require_object(value: Any, keys: str) -> dict[str, Any]:
+    """`value` when it is a JSON object; raises ValueError saying which keys were expected otherwise."""
+    if not isinstance(value, dict):
+        raise ValueError(f"expected an object with {keys}, got {type(value).__name__}")
+    return value
+
+
+def item_id(value: Any, index: int) -> str | None:
+    """The `id` of an item, for reporting it when it is bad (None when it has none)."""
+    record_id = value.get("id") if isinstance(value, dict) else None
+    return str(record_id) if record_id not in (None, "") else None
+
+
+def required_id(value: dict[str, Any]) -> str:
+    """The item's own `id` as a string (CBLUE writes strings, CHIP-CDEE integers)."""
+    record_id = value.get("id")
+    return require_str(str(record_id) if isinstance(record_id, int) else record_id, "id")
+
+
+def checked_label(source: Source, value: Any, field: str, allowed: tuple[str, ...]) -> str | None:
+    """A checked single label (ints written as strings), or None for an unlabelled file's item."""
+    label = label_or_none(source, value, field)
+    if label is None:
+        return None
+    label = require_str(
+        str(label) if isinstance(label, int) and not isinstance(label, bool) else label, field
+    )
+    if allowed and label not in allowed and not source.options.get("any_label", False):
+        raise ValueError(f"unknown {field} {label!r}, expected one of {list(allowed)}")
+    return label
+
+
+def first_offsets(text: str, mention: str) -> list[tuple[int, int]] | None:
+    """The span of the first occurrence of `mention` in `text`, or None when it does not occur."""
+    start = text.find(mention)
+    return [(start, start + len(mention))] if start >= 0 else None
+
+
+def mention_id(
+    entities: dict[tuple[str, str], dict[str, Any]],
+    text: str,
+    mention: str,
+    entity_type: str,
+    must_occur: bool = True,
+) -> str:
+    """The id of the entity (mention, type), added at the first occurrence of its text when new.
+
+    A text that does not occur is an error when `must_occur`, else an entity without offsets.
+    """
+    key = (mention, entity_type)
+    if key not in entities:
+        offsets = first_offsets(text, mention)
+        if offsets is None and must_occur:
+            raise ValueError(f"{entity_type} {mention!r} does not occur in the text")
+        entities[key] = {
+            "id": f"T{len(entities) + 1}",
+            "type": entity_type,
+            "text": mention,
+            "offsets": offsets,
+        }
+    return str(entities[key]["id"])
 
 
 @dataclass(frozen=True)
@@ -179,3 +289,36 @@ def records_from_json_array(
                 yield bad(source, item.line, item_id(item.value, item.index), str(error), item.raw)
                 continue
             yield build_record(source, item.line, item.raw, built)
+
+
+@dataclass(frozen=True)
+class ItemProblem:
+    """A malformed part of a member that yields several records (an utterance of a dialogue)."""
+
+    record_id: str
+    reason: str
+
+
+def records_from_json_members(
+    source: Source, expand: Callable[[str, Any], Iterator[dict[str, Any] | ItemProblem]]
+) -> Iterator[Record | BadRecord]:
+    """The loop of converters over a top-level JSON object `{key: item}`, read member by member.
+
+    `expand(key, value)` yields the Record fields of each record the member gives (an IMCS dialogue
+    gives one per utterance) or an `ItemProblem` for a bad part, and raises ValueError when the whole
+    member is malformed. Only one member is held in memory at a time.
+    """
+    with source.storage.open(source.uri, "rb") as handle:
+        for item in iter_json_items(handle):
+            if item.error or item.key is None:
+                reason = item.error or "expected a top-level JSON object {id: item}, got an array"
+                yield bad(source, item.line, None, reason, item.raw)
+                return
+            try:
+                for built in expand(item.key, item.value):
+                    if isinstance(built, ItemProblem):
+                        yield bad(source, item.line, built.record_id, built.reason, item.raw)
+                    else:
+                        yield build_record(source, item.line, item.raw, built)
+            except ValueError as error:
+                yield bad(source, item.line, item.key, str(error), item.raw)

@@ -16,7 +16,15 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from taiyi_ray.data.formats._io import Line, bad, build_record, iter_lines, local_id
+from taiyi_ray.data.formats._io import (
+    Line,
+    bad,
+    bio_chunks,
+    bio_tag_problem,
+    build_record,
+    iter_lines,
+    local_id,
+)
 from taiyi_ray.data.formats.base import BadRecord, Source
 from taiyi_ray.data.schema import Record
 
@@ -74,7 +82,7 @@ def _convert_sentence(
             reason = f"expected {columns} tab-separated columns (token, tag), got {len(parts)}: {line.text!r}"
             return bad(source, line.number, record_id, reason, raw)
         token, tag = parts[0], parts[-1].strip()
-        problem = _tag_problem(tag) or ("empty token" if not token.strip() else None)
+        problem = bio_tag_problem(tag) or ("empty token" if not token.strip() else None)
         if problem:
             return bad(source, line.number, record_id, problem, raw)
         tokens.append(token.strip())
@@ -82,15 +90,6 @@ def _convert_sentence(
     text, entities = _chunks(tokens, tags, counters)
     fields = {"id": record_id, "document_id": record_id, "task": "ner", "text": text, "entities": entities}
     return build_record(source, sentence.first_line, raw, fields)
-
-
-def _tag_problem(tag: str) -> str | None:
-    if tag == "O":
-        return None
-    prefix, _, entity_type = tag.partition("-")
-    if prefix in ("B", "I") and entity_type:
-        return None
-    return f"unknown tag {tag!r}: expected O, B-TYPE or I-TYPE"
 
 
 def _chunks(
@@ -103,22 +102,9 @@ def _chunks(
         starts.append(position)
         position += len(token) + 1
     text = " ".join(tokens)
-    entities: list[dict[str, object]] = []
-    current: tuple[str, int, int] | None = None  # type, first token, last token
-    for index, tag in enumerate([*tags, "O"]):
-        prefix, _, entity_type = tag.partition("-")
-        continues = current is not None and prefix == "I" and entity_type == current[0]
-        if continues and current is not None:
-            current = (current[0], current[1], index)
-            continue
-        if current is not None:
-            entities.append(_entity(len(entities), current, starts, tokens, text))
-            current = None
-        if prefix in ("B", "I"):
-            if prefix == "I":
-                counters["orphan_inside"] += 1
-            current = (entity_type, index, index)
-    return text, entities
+    chunks, orphans = bio_chunks(tags)
+    counters["orphan_inside"] += orphans
+    return text, [_entity(number, chunk, starts, tokens, text) for number, chunk in enumerate(chunks)]
 
 
 def _entity(

@@ -14,6 +14,15 @@ optional `system`, and optional `history` (earlier `[user, assistant]` pairs, as
 it). One dialogue record per item: the turns are the history, then instruction(+input) -> output.
 A file starting with `[` is read as one streamed array, anything else as JSON Lines.
 
+`taiyi_instruction`: Taiyi's released instruction data (DUTIR-BioNLP/Taiyi-LLM,
+`Taiyi_Instruction_Data_Example.jsonl`), one conversation per line: `{"conversation_id", "dataset",
+"category", "language", "conversation": [{"human": ..., "assistant": ...}, ...]}`. Each element of
+`conversation` is one exchange, a user turn then its assistant reply; an exchange without both (a
+conversation that does not alternate or ends without an assistant reply) is a bad record naming the
+turn. `conversation_id` counts within its `dataset`, so the record id is `{dataset}:{conversation_id}`.
+An item whose `language` is `en` or `zh` keeps it; others (`en-zh` for translation) take the source's.
+`category` (NER, RE, TC, MT-en2zh, ...) is not kept: the records are dialogues.
+
 `unified_jsonl`: records already in the unified schema (`taiyi_ray.data.schema.Record`), one per line.
 
 This is how a user adds any of the ~140 datasets Taiyi used: write a small converter of your own that
@@ -35,6 +44,7 @@ from taiyi_ray.data.formats._io import (
     iter_json_lines,
     local_id,
     records_from_json_lines,
+    require_object,
     require_str,
     validation_reason,
 )
@@ -148,6 +158,40 @@ def _alpaca_json_turns(value: Any) -> list[dict[str, str]]:
     prompt = f"{instruction}\n\n{extra}" if extra.strip() else instruction
     turns += [{"role": "user", "content": prompt}, {"role": "assistant", "content": output}]
     return turns
+
+
+def convert_taiyi_instruction(source: Source) -> Iterator[Record | BadRecord]:
+    """Yield one dialogue record per conversation of Taiyi's instruction JSONL."""
+    return records_from_json_lines(source, _taiyi_fields)
+
+
+def _taiyi_fields(value: Any, local: str) -> dict[str, Any]:
+    item = require_object(value, "'conversation_id' and 'conversation'")
+    conversation_id, dataset = item.get("conversation_id"), item.get("dataset")
+    record_id = (
+        local
+        if conversation_id is None
+        else f"{dataset}:{conversation_id}"
+        if dataset
+        else str(conversation_id)
+    )
+    exchanges = item.get("conversation")
+    if not isinstance(exchanges, list) or not exchanges:
+        raise ValueError(f"'conversation' must be a non-empty list of exchanges, got {exchanges!r}"[:300])
+    turns = []
+    for number, exchange in enumerate(exchanges, start=1):
+        if not isinstance(exchange, dict) or set(exchange) != {"human", "assistant"}:
+            found = sorted(exchange) if isinstance(exchange, dict) else type(exchange).__name__
+            raise ValueError(
+                f"conversation turn {number}: expected a 'human' and an 'assistant' text, got {found}"
+            )
+        turns += [
+            {"role": "user", "content": require_str(exchange["human"], f"turn {number} human")},
+            {"role": "assistant", "content": require_str(exchange["assistant"], f"turn {number} assistant")},
+        ]
+    fields = {"id": record_id, "document_id": record_id, "task": "dialogue", "turns": turns}
+    language = item.get("language")
+    return {**fields, "language": language} if language in ("en", "zh") else fields
 
 
 def convert_unified_jsonl(source: Source) -> Iterator[Record | BadRecord]:

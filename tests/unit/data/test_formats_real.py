@@ -113,7 +113,7 @@ def test_cmeee_v1_dev_and_unlabelled_test(real_records) -> None:
     v1 = real_records("cmeee", "CMeEE/CMeEE_dev.json", "zh", "ner")
     assert len(v1) == 5000
     assert sum(mention_counts(v1).values()) == 20300
-    unlabelled = real_records("cmeee", "CMeEE/CMeEE-V2_test_unlabeled.json", "zh", "ner")
+    unlabelled = real_records("cmeee", "CMeEE/CMeEE-V2_test_unlabeled.json", "zh", "ner", unlabelled=True)
     assert len(unlabelled) == 3000 and not any(record.entities for record in unlabelled)
 
 
@@ -144,7 +144,9 @@ def test_kuake_qic_dev(real_records) -> None:
         "心肌缺血如何治疗与调养呢？",
         ["治疗方案"],
     )
-    unlabelled = real_records("kuake_qic", "KUAKE-QIC/KUAKE-QIC_test_unlabeled.json", "zh", "tc")
+    unlabelled = real_records(
+        "kuake_qic", "KUAKE-QIC/KUAKE-QIC_test_unlabeled.json", "zh", "tc", unlabelled=True
+    )
     assert len(unlabelled) == 1994 and not any(record.labels for record in unlabelled)
 
 
