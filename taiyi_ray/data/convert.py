@@ -95,6 +95,7 @@ def iter_records(entry: DatasetEntry, storage: Storage) -> Iterator[Record | Bad
         storage=storage,
         options=entry.options,
         unlabelled=entry.unlabelled,
+        task=entry.task,
     )
     keep_types = (
         set(entry.entity_types or DEFAULT_ENTITY_TYPES.get(entry.format, ()))

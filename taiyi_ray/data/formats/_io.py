@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import codecs
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -254,7 +254,21 @@ def records_from_json_lines(
     `fields(value, local id)` turns a parsed line into Record fields and raises ValueError (naming the
     field) for a malformed item; an invalid line or a ValueError becomes a BadRecord with its line.
     """
-    for item in iter_json_lines(source):
+    return records_from_items(source, iter_json_lines(source), fields)
+
+
+def records_from_items(
+    source: Source,
+    items: Iterable[JsonLine],
+    fields: Callable[[Any, str], dict[str, Any]],
+    item_id: Callable[[Any], str | None] | None = None,
+) -> Iterator[Record | BadRecord]:
+    """`records_from_json_lines` over any stream of parsed items (JSON Lines, Parquet rows, ...).
+
+    A rejected item is named by `item_id(value)` when that gives an id (the source's own), else by its
+    local id `{file}:{n}`.
+    """
+    for item in items:
         record_id = local_id(source, item.number)
         if item.error:
             yield bad(source, item.line.number, record_id, item.error, item.line.text)
@@ -262,7 +276,8 @@ def records_from_json_lines(
         try:
             built = fields(item.value, record_id)
         except ValueError as error:
-            yield bad(source, item.line.number, record_id, str(error), item.line.text)
+            named = (item_id(item.value) if item_id else None) or record_id
+            yield bad(source, item.line.number, named, str(error), item.line.text)
             continue
         yield build_record(source, item.line.number, item.line.text, built)
 

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from taiyi_ray.config.data import Language
+from taiyi_ray.config.data import Language, Task
 from taiyi_ray.data.schema import Record
 from taiyi_ray.storage import Storage
 
@@ -24,6 +24,9 @@ class Source:
     unlabelled: bool = False
     """True for a file that carries no gold (a test split): a record without its label is read as
     unlabelled. False (the default): such a record is a `BadRecord` naming the label field."""
+    task: Task | None = None
+    """The task a catalogue entry reads the file for (None from `data convert`). A format whose items
+    read two ways follows it (a `bigbio_text` entry of task tc_multilabel takes several labels)."""
 
 
 @dataclass(frozen=True)
