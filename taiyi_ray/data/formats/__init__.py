@@ -12,6 +12,14 @@ from types import MappingProxyType
 
 from taiyi_ray.config.data import Language, Task
 from taiyi_ray.data.formats.base import BadRecord, Converter, Source
+from taiyi_ray.data.formats.bigbio import (
+    convert_bigbio_kb,
+    convert_bigbio_pairs,
+    convert_bigbio_qa,
+    convert_bigbio_t2t,
+    convert_bigbio_te,
+    convert_bigbio_text,
+)
 from taiyi_ray.data.formats.bio_tsv import convert_bio_tsv
 from taiyi_ray.data.formats.cblue import (
     convert_chip_cdee,
@@ -69,6 +77,12 @@ FORMATS: Mapping[str, Converter] = MappingProxyType(
         "cblue_imcs_v2_dac": convert_imcs_v2_dac,
         "cblue_imcs_v2_sr": convert_imcs_v2_sr,
         "cblue_imcs_v2_mrg": convert_imcs_v2_mrg,
+        "bigbio_kb": convert_bigbio_kb,
+        "bigbio_qa": convert_bigbio_qa,
+        "bigbio_text": convert_bigbio_text,
+        "bigbio_pairs": convert_bigbio_pairs,
+        "bigbio_te": convert_bigbio_te,
+        "bigbio_t2t": convert_bigbio_t2t,
     }
 )
 
@@ -107,6 +121,14 @@ FORMAT_TASKS: Mapping[str, tuple[Task, ...]] = MappingProxyType(
         "cblue_imcs_v2_dac": ("tc",),
         "cblue_imcs_v2_sr": ("tc_multilabel",),
         "cblue_imcs_v2_mrg": ("generation",),
+        # BigBIO: a kb document's own task is ee, re or ner (by what it holds), a QA item's by its type, a
+        # text/pairs/t2t file's the first unless options (or the catalogue's task) say the second.
+        "bigbio_kb": ("ner", "re", "ee"),
+        "bigbio_qa": ("qa_yesno", "qa_mc", "qa_open"),
+        "bigbio_text": ("tc", "tc_multilabel"),
+        "bigbio_pairs": ("text_pair", "sts"),
+        "bigbio_te": ("text_pair",),
+        "bigbio_t2t": ("generation", "translation"),
     }
 )
 
