@@ -27,7 +27,10 @@ Task = Literal[
 """The instruction tasks. `ee` event extraction (trigger + typed arguments); `text_pair` a label for a
 pair of texts (similarity class, entailment); `sts` a continuous similarity score for a pair (BIOSSES);
 `generation` text to text (summarisation, report and title generation, text to structure)."""
-Metric = Literal["micro_f1", "accuracy"]
+Metric = Literal["micro_f1", "accuracy", "rouge_l", "bleu", "chrf", "distinct_2", "pearson", "spearman"]
+"""What an evaluation set is reported by (fractions; `taiyi_ray.eval.scoring`): micro_f1 and accuracy for
+extraction, classification and QA; rouge_l, bleu, chrf, distinct_2 for generated text; pearson, spearman
+for similarity scores (`taiyi_ray.eval.text_metrics` says how each is computed)."""
 
 
 class DatasetEntry(StrictModel):

@@ -13,6 +13,10 @@
 - tc: micro P/R/F1 over (item, label) where an item without exactly one predicted label counts as one
   wrong label, so P = R = F1 = accuracy (single-label micro-F1 is accuracy, as the paper used it).
 - qa: accuracy (yes/no/maybe, or the option key); P/R/F1 do not apply (None).
+- qa_open, generation, translation, dialogue: ROUGE-L, BLEU-4, chrF and distinct-2 of the answer text
+  (dialogue: the last assistant turn, gold and predicted) against the gold, in the language of the gold
+  text (translation: the other language than the record's); sts: Pearson and Spearman of the score in
+  `answer` (a decimal string). The metrics, tokenisation and scales are in `taiyi_ray.eval.text_metrics`.
 
 Unparsed or missing predictions are empty predictions: they are wrong, never skipped. F1 is
 2tp / (2tp + fp + fn) and a 0/0 ratio is 0.0, as scikit-learn and seqeval return it.
@@ -25,12 +29,22 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from taiyi_ray.config.data import Task
+from taiyi_ray.config.data import Metric, Task
 from taiyi_ray.data.answers import canonical_text
 from taiyi_ray.data.schema import Record
+from taiyi_ray.eval.text_metrics import (
+    SCORE_METRICS,
+    TEXT_METRICS,
+    GoldTextError,
+    TextScore,
+    score_text_records,
+)
 
-ScoreTask = Literal["ner", "re", "tc", "tc_multilabel", "qa"]
-SCORE_TASKS: tuple[ScoreTask, ...] = ("ner", "re", "tc", "tc_multilabel", "qa")
+ScoreTask = Literal[
+    "ner", "re", "tc", "tc_multilabel", "qa", "qa_open", "generation", "translation", "sts", "dialogue"
+]
+TEXT_TASKS: tuple[ScoreTask, ...] = ("qa_open", "generation", "translation", "sts", "dialogue")
+SCORE_TASKS: tuple[ScoreTask, ...] = ("ner", "re", "tc", "tc_multilabel", "qa", *TEXT_TASKS)
 SCORE_TASK_OF: dict[Task, ScoreTask] = {
     "ner": "ner",
     "re": "re",
@@ -39,7 +53,15 @@ SCORE_TASK_OF: dict[Task, ScoreTask] = {
     "tc_multilabel": "tc_multilabel",
     "qa_yesno": "qa",
     "qa_mc": "qa",
+    "qa_open": "qa_open",
+    "generation": "generation",
+    "translation": "translation",
+    "sts": "sts",
+    "dialogue": "dialogue",
 }
+_TEXT_DEFAULT_METRIC: dict[ScoreTask, Metric] = {
+    "qa_open": "rouge_l", "generation": "rouge_l", "translation": "bleu", "dialogue": "bleu", "sts": "pearson",
+}  # fmt: skip
 NO_SINGLE_LABEL = "(no single label)"
 """What a tc prediction with zero or several labels is scored as: one label that is never right."""
 
@@ -50,7 +72,10 @@ class ScoringError(ValueError):
 
 @dataclass(frozen=True)
 class Score:
-    """Counts of one scored set, and the metrics derived from them (fractions 0..1, None where n/a)."""
+    """Counts of one scored set, and the metrics derived from them (fractions 0..1, None where n/a).
+
+    Text and similarity tasks carry their corpus metrics in `text` instead of counts.
+    """
 
     task: ScoreTask
     n: int
@@ -58,22 +83,23 @@ class Score:
     false_positives: int = 0
     false_negatives: int = 0
     correct: int | None = None
+    text: TextScore | None = None
 
     @property
     def precision(self) -> float | None:
-        if self.task == "qa":
+        if self.task == "qa" or self.text is not None:
             return None
         return _ratio(self.true_positives, self.true_positives + self.false_positives)
 
     @property
     def recall(self) -> float | None:
-        if self.task == "qa":
+        if self.task == "qa" or self.text is not None:
             return None
         return _ratio(self.true_positives, self.true_positives + self.false_negatives)
 
     @property
     def f1(self) -> float | None:
-        if self.task == "qa":
+        if self.task == "qa" or self.text is not None:
             return None
         gold = self.true_positives + self.false_negatives
         predicted = self.true_positives + self.false_positives
@@ -84,12 +110,20 @@ class Score:
         return None if self.correct is None else _ratio(self.correct, self.n)
 
     def metric(self, name: str) -> float | None:
-        """`micro_f1` or `accuracy` as a fraction (the catalogue's `metric` names one of them)."""
+        """The catalogue's `metric` as a fraction: micro_f1 or accuracy, or a text metric of text tasks."""
+        named_text_metric = name in TEXT_METRICS + SCORE_METRICS
+        if self.text is not None or named_text_metric:
+            value = self.text.metric(name) if self.text is not None and named_text_metric else None
+            if value is None:
+                raise ScoringError(f"metric {name!r} does not apply to task {self.task!r}")
+            return value
         if name == "micro_f1":
             return self.f1 if self.task != "qa" else self.accuracy
         if name == "accuracy":
             return self.accuracy if self.correct is not None else self.f1
-        raise ScoringError(f"unknown metric {name!r}: expected micro_f1 or accuracy")
+        raise ScoringError(
+            f"unknown metric {name!r}: expected one of micro_f1, accuracy, {TEXT_METRICS + SCORE_METRICS}"
+        )
 
     def as_dict(self) -> dict[str, float | int | None]:
         """The `taiyi-ray eval score --json` object (DESIGN.md)."""
@@ -99,7 +133,7 @@ class Score:
             "f1": self.f1,
             "accuracy": self.accuracy,
             "n": self.n,
-        }
+        } | (self.text.as_dict() if self.text is not None else {})
 
 
 @dataclass(frozen=True)
@@ -109,6 +143,11 @@ class ScoredSet:
     score: Score
     false_positive_units: Counter[str] = field(default_factory=Counter)
     false_negative_units: Counter[str] = field(default_factory=Counter)
+
+
+def default_metric(task: ScoreTask) -> Metric:
+    """The metric a catalogue entry of `task` is reported by when it names none."""
+    return _TEXT_DEFAULT_METRIC.get(task, "accuracy" if task == "qa" else "micro_f1")
 
 
 def _ratio(numerator: int, denominator: int) -> float:
@@ -131,6 +170,8 @@ def score_records(
     if strict_spans and task != "ner":
         raise ScoringError(f"--strict-spans applies to ner only, got task {task!r}")
     _check_unique(gold)
+    if task in TEXT_TASKS:
+        return _score_texts(task, gold, predicted)
     if task == "ner":
         return _score_entities(gold, predicted, strict_spans)
     if task == "re":
@@ -350,3 +391,10 @@ def _score_answers(gold: Sequence[Record], predicted: Mapping[str, Record]) -> S
         wrong[f"answered {answer if answer is not None else '(nothing)'}"] += 1
         missed[f"gold {record.answer}"] += 1
     return ScoredSet(Score("qa", len(gold), correct=correct), wrong, missed)
+
+
+def _score_texts(task: ScoreTask, gold: Sequence[Record], predicted: Mapping[str, Record]) -> ScoredSet:
+    try:
+        return ScoredSet(Score(task, len(gold), text=score_text_records(task, gold, predicted)))
+    except GoldTextError as error:
+        raise ScoringError(str(error)) from error

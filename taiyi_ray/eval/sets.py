@@ -21,7 +21,7 @@ from taiyi_ray.data.convert import iter_records
 from taiyi_ray.data.formats import BadRecord
 from taiyi_ray.data.instruct import build_prompt, gold_answer
 from taiyi_ray.data.schema import Message, Record
-from taiyi_ray.eval.scoring import SCORE_TASK_OF, ScoreTask
+from taiyi_ray.eval.scoring import SCORE_TASK_OF, ScoreTask, default_metric
 from taiyi_ray.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class EvalSet:
 
     @property
     def metric(self) -> str:
-        return self.entry.metric or ("accuracy" if self.score_task == "qa" else "micro_f1")
+        return self.entry.metric or default_metric(self.score_task)
 
     def digest(self) -> str:
         """sha256 over the items' ids, prompts and gold answers: what a finished set's result depends on."""
