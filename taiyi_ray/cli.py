@@ -9,9 +9,10 @@
 
 `taiyi-ray eval score`: score a prediction file against a gold file (DESIGN.md contract).
 
-`taiyi-ray eval score --task {ner,re,tc,tc_multilabel,qa} --gold G.jsonl --pred P.jsonl [--strict-spans] --json`
+`taiyi-ray eval score --task {ner,re,tc,tc_multilabel,qa,...} --gold G.jsonl --pred P.jsonl [--strict-spans] --json`
 prints `{"precision": p, "recall": r, "f1": f, "accuracy": a, "n": n}` (fractions 0..1, null where a
-metric does not apply). Both files hold unified records; an evaluation run's `predictions/SET.jsonl`
+metric does not apply); the text tasks (qa_open, generation, translation, dialogue) add `rouge_l`,
+`bleu`, `chrf`, `distinct_2`, and sts `pearson`, `spearman`, `unparsed` (`taiyi_ray.eval.text_metrics`). Both files hold unified records; an evaluation run's `predictions/SET.jsonl`
 and `gold/SET.jsonl` are read directly. Exit status 2 when a file cannot be read or scored.
 """
 
@@ -198,7 +199,10 @@ def add_eval_commands(commands: argparse._SubParsersAction) -> None:  # type: ig
     sub = evaluation.add_subparsers(dest="eval_command", required=True)
     score = sub.add_parser("score", help="score predicted records against gold records (matched by id)")
     score.add_argument(
-        "--task", required=True, choices=SCORE_TASKS, help="qa covers yes/no/maybe and options"
+        "--task",
+        required=True,
+        choices=SCORE_TASKS,
+        help="qa covers yes/no/maybe and options; qa_open, generation, translation, dialogue and sts score text",
     )
     score.add_argument("--gold", required=True, help="gold unified JSONL (path or s3:// URI)")
     score.add_argument(

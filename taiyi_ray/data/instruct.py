@@ -15,7 +15,12 @@ classification texts the same way; an NER/RE evaluation prompt carries the whole
 Record fields per task: ner/re `text`; tc/tc_multilabel `text` + `labels`; text_pair `text` and
 `context` (the second text) + `labels`; qa_yesno `question` + `context` + `answer`; qa_mc `question` +
 `choices` + `answer` (a key); qa_open `question` (+ `context`) + `answer`; translation `text` (in the
-record's language) + `answer` (in the other language); dialogue `turns`.
+record's language) + `answer` (in the other language); sts `text` + `context` (the second text) +
+`answer` (the score); generation `text` (the input) + `answer` (the target text); dialogue `turns`.
+
+Entry options the prompt reads: sts `score_min` / `score_max` (the scale offered, default 0 to 4, the
+BIOSSES scale); generation `task_description` (what to write, in the entry's language; default a
+sentence naming summaries, reports, titles and structured text).
 """
 
 from __future__ import annotations
@@ -45,7 +50,8 @@ DEFAULT_MAX_INPUT_CHARS: dict[Language, int] = {"en": 2500, "zh": 700}
 template and the answer within Taiyi's 1024-token samples."""
 
 TEMPLATE_TASKS: tuple[Task, ...] = (
-    "ner", "re", "tc", "tc_multilabel", "qa_yesno", "qa_mc", "qa_open", "translation", "text_pair",
+    "ner", "re", "tc", "tc_multilabel", "qa_yesno", "qa_mc", "qa_open", "translation", "text_pair", "sts",
+    "generation",
 )  # fmt: skip
 PLACEHOLDERS: dict[Task, frozenset[str]] = {
     "ner": frozenset({"text", "entity_types"}),
@@ -57,6 +63,15 @@ PLACEHOLDERS: dict[Task, frozenset[str]] = {
     "qa_open": frozenset({"question", "context_block"}),
     "translation": frozenset({"text", "source_language", "target_language"}),
     "text_pair": frozenset({"text", "text_b", "labels"}),
+    "sts": frozenset({"text", "text_b", "score_range"}),
+    "generation": frozenset({"text", "task_description"}),
+}
+DEFAULT_SCORE_RANGE = (0.0, 4.0)
+"""The similarity scale an sts prompt offers unless the entry's options say `score_min` / `score_max`."""
+_RANGE_JOIN = {"en": " to ", "zh": "到"}
+_TASK_DESCRIPTION = {
+    "en": "Write the text the input calls for (such as its summary, report, title or structured form).",
+    "zh": "请根据输入写出所需的文本（如摘要、报告、标题或结构化内容）。",
 }
 _LIST_JOIN = {"en": ", ", "zh": "、"}
 _LABEL_JOIN = {"en": "; ", "zh": "、"}
@@ -117,7 +132,7 @@ def build_prompt(record: Record, entry: DatasetEntry, seed: int) -> list[Message
         while turns and turns[-1].role == "assistant":
             turns.pop()
         return [Message(role=turn.role, content=turn.content) for turn in turns]
-    prompt, _ = _render(record, answer_space(record, entry), max_input_chars(entry, record.language), seed)
+    prompt, _ = _render(record, entry, answer_space(record, entry), seed)
     return [Message(role="user", content=prompt)]
 
 
@@ -147,7 +162,7 @@ def build_samples_counted(
     samples, truncated = [], False
     for piece in pieces:
         space = answer_space(piece, entry)
-        prompt, was_cut = _render(piece, space, limit, seed)
+        prompt, was_cut = _render(piece, entry, space, seed)
         truncated |= was_cut
         answer = serialise(gold_prediction(piece, space), space)
         samples.append(
@@ -166,7 +181,7 @@ def build_samples_counted(
 def _unlabelled(record: Record) -> bool:
     if record.task in ("tc", "tc_multilabel", "text_pair"):
         return not record.labels
-    if record.task in ("qa_yesno", "qa_mc", "qa_open", "translation"):
+    if record.task in ("qa_yesno", "qa_mc", "qa_open", "translation", "sts", "generation"):
         return record.answer is None or not record.answer.strip()
     return False
 
@@ -191,9 +206,10 @@ def _dialogue_sample(record: Record) -> InstructionSample | None:
     return _sample(record, record, [Message(role=turn.role, content=turn.content) for turn in turns])
 
 
-def _render(record: Record, space: AnswerSpace, limit: int, seed: int) -> tuple[str, bool]:
-    """The user prompt of `record` and whether its passage/context was cut to `limit` characters."""
-    values, was_cut = _values(record, space, limit)
+def _render(record: Record, entry: DatasetEntry, space: AnswerSpace, seed: int) -> tuple[str, bool]:
+    """The user prompt of `record` and whether its passage/context was cut to the entry's limit."""
+    values, was_cut = _values(record, space, max_input_chars(entry, record.language))
+    values |= _entry_values(record, entry)
     template = choose_template(record.task, record.language, seed, f"{record.dataset}\x00{record.id}")
     return template.format_map(values), was_cut
 
@@ -211,8 +227,11 @@ def _values(record: Record, space: AnswerSpace, limit: int) -> tuple[dict[str, A
             relation_type_name(name, language) for name in space.relation_types or ()
         )
         return {"text": record.text, "relation_types": types}, False
-    if task in ("tc", "tc_multilabel", "text_pair"):
+    if task in ("tc", "tc_multilabel", "text_pair", "sts"):
         return _label_values(record, space, limit)
+    if task == "generation":
+        text, was_cut = cut(record.text, limit)
+        return {"text": text}, was_cut
     if task == "translation":
         names = _LANGUAGE_NAMES[language]
         other: Language = "zh" if language == "en" else "en"
@@ -224,7 +243,7 @@ def _values(record: Record, space: AnswerSpace, limit: int) -> tuple[dict[str, A
 def _label_values(record: Record, space: AnswerSpace, limit: int) -> tuple[dict[str, Any], bool]:
     text, was_cut = cut(record.text, limit)
     values = {"text": text, "labels": _LABEL_JOIN[record.language].join(space.label_names or ())}
-    if record.task == "text_pair":
+    if record.task in ("text_pair", "sts"):
         values["text_b"], cut_b = cut(record.context or "", limit)
         was_cut |= cut_b
     return values, was_cut
@@ -238,3 +257,32 @@ def _question_values(record: Record, limit: int) -> tuple[dict[str, Any], bool]:
     colon = "：" if record.language == "zh" else ": "
     block = f"{_CONTEXT_LABEL[record.language]}{colon}{context}\n\n" if context else ""
     return {"question": question, "choices": choices, "context": context, "context_block": block}, was_cut
+
+
+def _entry_values(record: Record, entry: DatasetEntry) -> dict[str, str]:
+    """Placeholder values the entry's options give: an sts scale, a generation task's description."""
+    if record.task == "sts":
+        low = _option_number(entry, "score_min", DEFAULT_SCORE_RANGE[0])
+        high = _option_number(entry, "score_max", DEFAULT_SCORE_RANGE[1])
+        if not low < high:
+            raise ValueError(
+                f"dataset {entry.name!r}: options score_min {low:g} is not below score_max {high:g}"
+            )
+        return {"score_range": f"{low:g}{_RANGE_JOIN[record.language]}{high:g}"}
+    if record.task == "generation":
+        description = entry.options.get("task_description", _TASK_DESCRIPTION[record.language])
+        if not isinstance(description, str) or not description.strip():
+            raise ValueError(
+                f"dataset {entry.name!r}: options task_description {description!r} is not a sentence"
+            )
+        return {"task_description": description.strip()}
+    return {}
+
+
+def _option_number(entry: DatasetEntry, name: str, default: float) -> float:
+    value = entry.options.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(
+            f"dataset {entry.name!r}: options {name} {value!r} is not a number (expected e.g. 4)"
+        )
+    return float(value)

@@ -43,7 +43,9 @@ def trivial_baselines(task: ScoreTask, metric: str, items: Sequence[EvalItem]) -
 
 
 def _majority_guess(task: ScoreTask, gold: Sequence[Record], record: Record) -> Record:
-    empty = record.model_copy(update={"entities": [], "relations": [], "labels": [], "answer": None})
+    empty = record.model_copy(
+        update={"entities": [], "relations": [], "labels": [], "answer": None, "turns": []}
+    )
     if task == "tc":
         label = Counter(item.labels[0] for item in gold if item.labels).most_common(1)[0][0]
         return empty.model_copy(update={"labels": [label]})

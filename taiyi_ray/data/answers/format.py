@@ -12,7 +12,8 @@ The answer format, per task (English / Chinese data):
       临床表现：[小细胞肺癌，咳嗽]；[小细胞肺癌，咯血]
 - tc and text_pair `Label: X` / `类别：X`; tc_multilabel `Labels: a; b` / `类别：a；b`.
 - qa_yesno `Answer: yes` / `答案：是`; qa_mc `Answer: B. option text` / `答案：B. 选项`.
-- qa_open, translation, dialogue: the answer text itself.
+- sts `Score: 3.2` / `分数：3.2` (the similarity score as written in the gold, a decimal string).
+- qa_open, translation, generation, dialogue: the answer text itself.
 
 Separators inside items (real mentions contain `；` `;` `,` `[` `]`): a backslash makes the next character
 literal. `serialise` puts one before every character that is structural for the item kind — `;` `；` in
@@ -25,7 +26,7 @@ Items are compared in canonical form (outer whitespace dropped, inner runs of wh
 The parser is tolerant of what generators emit: either colon and separator width, extra spaces, bullets
 and markdown around type names, repeated items (de-duplicated), a missing type line (no mention of that
 type), trailing text after the answer lines (ignored), a single-type answer without its type line, and
-label/option text in place of a letter. When nothing can be read it says so (`ParseResult.ok` False,
+label/option text in place of a letter, a bare number for a score (read only when it is the only number). When nothing can be read it says so (`ParseResult.ok` False,
 with the reason), and evaluation counts the item as unparsed.
 """
 
@@ -48,11 +49,12 @@ from taiyi_ray.data.answers.vocabulary import (
 )
 
 LABEL_TASKS: tuple[Task, ...] = ("tc", "tc_multilabel", "text_pair")
-FREE_TEXT_TASKS: tuple[Task, ...] = ("qa_open", "translation", "dialogue")
+FREE_TEXT_TASKS: tuple[Task, ...] = ("qa_open", "translation", "generation", "dialogue")
 _PREFIX = {
     "answer": {"en": "Answer", "zh": "答案"},
     "label": {"en": "Label", "zh": "类别"},
     "labels": {"en": "Labels", "zh": "类别"},
+    "score": {"en": "Score", "zh": "分数"},
 }
 _NONE = {"en": "None", "zh": "无"}
 _ITEM_JOIN = {"en": "; ", "zh": "；"}
@@ -129,6 +131,8 @@ def serialise(prediction: Prediction, space: AnswerSpace) -> str:
         answer = prediction.answer or ""
         shown = YES_NO_MAYBE_ZH.get(answer, answer) if language == "zh" else answer
         return _PREFIX["answer"][language] + _COLON[language] + shown
+    if task == "sts":
+        return _PREFIX["score"][language] + _COLON[language] + (prediction.answer or "").strip()
     if task == "qa_mc":
         key = prediction.answer or ""
         option = (space.choices or {}).get(key)
@@ -207,6 +211,8 @@ def parse_with(text: str, space: AnswerSpace) -> ParseResult:
         return _parse_yes_no(text, space)
     if space.task == "qa_mc":
         return _parse_choice(text, space)
+    if space.task == "sts":
+        return _parse_score(text)
     answer = text.strip()
     if not answer:
         return ParseResult(Prediction(space.task), False, ("the output is empty",))
@@ -424,3 +430,30 @@ def _parse_choice(text: str, space: AnswerSpace) -> ParseResult:
     return ParseResult(
         Prediction("qa_mc"), False, (f"no option letter among {sorted(choices)} and no option text",)
     )
+
+
+_NUMBER = re.compile(r"\d+(?:\.\d+)?|\.\d+")
+_SCORE_WORDS = frozenset(
+    {
+        "score",
+        "similarity",
+        "similarity score",
+        "answer",
+        "分数",
+        "得分",
+        "评分",
+        "相似度",
+        "相似度分数",
+        "答案",
+    }
+)
+
+
+def _parse_score(text: str) -> ParseResult:
+    """The first number after a `Score:`-like prefix, or the only number of an output without one."""
+    segment = _answer_segment(text, _SCORE_WORDS)
+    numbers = _NUMBER.findall(unicodedata.normalize("NFKC", segment))
+    if numbers and (segment != text or len(numbers) == 1):
+        return ParseResult(Prediction("sts", answer=numbers[0]), True)
+    reason = "several numbers and no 'Score:' line" if numbers else "no number in the output"
+    return ParseResult(Prediction("sts"), False, (reason,))

@@ -296,7 +296,9 @@ def test_label_round_trip_generated(language: str, data: st.DataObject) -> None:
 @settings(max_examples=100, deadline=None)
 @given(language=LANGUAGES, data=st.data())
 def test_qa_round_trip_generated(language: str, data: st.DataObject) -> None:
-    task = data.draw(st.sampled_from(["qa_yesno", "qa_mc", "qa_open", "translation", "dialogue"]))
+    task = data.draw(
+        st.sampled_from(["qa_yesno", "qa_mc", "qa_open", "translation", "generation", "dialogue"])
+    )
     choices = None
     if task == "qa_yesno":
         answer = data.draw(st.sampled_from(["yes", "no", "maybe"]))
@@ -327,3 +329,38 @@ def test_parse_output_uses_the_entry_vocabulary() -> None:
     assert gold_for(gold, entry) == Prediction("tc_multilabel", labels=("none",))
     result = parse_output("Labels: Inducing angiogenesis; nothing else", gold, entry)
     assert result.ok and result.prediction.labels == ("inducing angiogenesis",)
+
+
+# -- sts scores --------------------------------------------------------------------------------------
+
+
+def test_sts_format_en_and_zh() -> None:
+    assert serialise(Prediction("sts", answer="3.2"), AnswerSpace("sts", "en")) == "Score: 3.2"
+    assert serialise(Prediction("sts", answer="0.75"), AnswerSpace("sts", "zh")) == "分数：0.75"
+
+
+def test_sts_parse_is_tolerant_but_never_guesses_between_numbers() -> None:
+    read = {
+        "Score: 3.2": "3.2",
+        "分数：３.５": "3.5",
+        "**Score**: 0.75.": "0.75",
+        "4": "4",
+        "The two sentences are nearly identical.\nSimilarity: 3.8 (out of 4)": "3.8",
+        "相似度：2": "2",
+    }
+    for text, answer in read.items():
+        result = parse(text, "sts", "en")
+        assert result.ok and result.prediction.answer == answer, text
+    for text in ("The similarity is 2.5 out of 4", "quite similar", ""):
+        result = parse(text, "sts", "zh")
+        assert not result.ok and result.prediction.answer is None and result.problems, text
+
+
+@settings(max_examples=100, deadline=None)
+@given(language=LANGUAGES, whole=st.integers(0, 5), tenths=st.sampled_from(["", ".0", ".25", ".5", ".8"]))
+def test_sts_round_trip_generated(language: str, whole: int, tenths: str) -> None:
+    record = Record(
+        id="r", document_id="r", dataset="d", language=language, task="sts", text="a", context="b",  # type: ignore[arg-type]
+        answer=f"{whole}{tenths}",
+    )  # fmt: skip
+    round_trip(record, AnswerSpace("sts", language))  # type: ignore[arg-type]

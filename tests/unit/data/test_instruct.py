@@ -31,6 +31,8 @@ REQUIRED = {
     "qa_open": {"question", "context_block"},
     "translation": {"text", "target_language"},
     "text_pair": {"text", "text_b", "labels"},
+    "sts": {"text", "text_b", "score_range"},
+    "generation": {"text", "task_description"},
 }
 
 
@@ -209,3 +211,38 @@ def test_unlabelled_records_make_no_sample_but_empty_ner_does() -> None:
     )
     (sample,) = build_samples(sentence, bio, seed=0)
     assert sample.messages[-1].content == "Chemical: None"
+
+
+def test_sts_prompt_offers_the_entry_scale_and_the_answer_parses_back() -> None:
+    record = Record(
+        id="7", document_id="7", dataset="biosses", language="en", task="sts",
+        text="Aspirin lowers fever.", context="Fever falls with aspirin.", answer="3.6",
+    )  # fmt: skip
+    entry = DatasetEntry(name="biosses", format="x", uri="x", language="en", task="sts")
+    (sample,) = build_samples(record, entry, seed=0)
+    prompt, answer = sample.messages[0].content, sample.messages[1].content
+    assert "0 to 4" in prompt and record.text in prompt and (record.context or "") in prompt
+    assert answer == "Score: 3.6"
+    assert parse_with(answer, answer_space(record, entry)).prediction.answer == "3.6"
+    wider = entry.model_copy(update={"options": {"score_min": 0, "score_max": 5}})
+    assert "0 to 5" in build_prompt(record, wider, seed=0)[0].content
+    zh = record.model_copy(update={"language": "zh"})
+    assert "0到4" in build_prompt(zh, entry.model_copy(update={"language": "zh"}), seed=0)[0].content
+    for options in ({"score_max": "four"}, {"score_min": 4, "score_max": 1}):
+        with pytest.raises(ValueError, match="dataset 'biosses': options score_m"):
+            build_prompt(record, entry.model_copy(update={"options": options}), seed=0)
+
+
+def test_generation_prompt_says_what_to_write_and_unlabelled_inputs_make_no_sample() -> None:
+    record = Record(
+        id="1", document_id="1", dataset="titles", language="zh", task="generation",
+        text="本研究观察了阿司匹林对发热的作用。", answer="阿司匹林退热研究",
+    )  # fmt: skip
+    entry = DatasetEntry(name="titles", format="x", uri="x", language="zh", task="generation")
+    (sample,) = build_samples(record, entry, seed=1)
+    assert sample.messages[1].content == "阿司匹林退热研究" and record.text in sample.messages[0].content
+    assert "摘要、报告、标题" in sample.messages[0].content
+    titled = entry.model_copy(update={"options": {"task_description": "请为下文拟一个标题。"}})
+    assert "请为下文拟一个标题。" in build_prompt(record, titled, seed=1)[0].content
+    samples, counts = build_samples_counted(record.model_copy(update={"answer": None}), entry, seed=1)
+    assert samples == [] and counts.unlabelled

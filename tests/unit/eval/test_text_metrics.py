@@ -14,9 +14,15 @@ from rouge_score.rouge_scorer import RougeScorer
 from scipy import stats
 
 from taiyi_ray.cli import main
-from taiyi_ray.config.data import Language, Task
+from taiyi_ray.config.data import DatasetEntry, Language, Task
+from taiyi_ray.data.answers import answer_space
+from taiyi_ray.data.instruct import build_prompt, gold_answer
 from taiyi_ray.data.schema import Record, Turn
+from taiyi_ray.eval.baselines import trivial_baselines
+from taiyi_ray.eval.finalise import parse_and_score
+from taiyi_ray.eval.generation_types import RawOutput
 from taiyi_ray.eval.scoring import ScoringError, default_metric, score_records
+from taiyi_ray.eval.sets import EvalItem, EvalSet
 from taiyi_ray.eval.text_metrics import bleu, chrf, distinct_n, rouge_l, score_similarity
 
 HYPOTHESES = ["the patient was given aspirin daily", "no fever was reported", "blood pressure rose"]
@@ -184,3 +190,48 @@ def test_cli_scores_a_new_task_as_json(tmp_path: Path) -> None:
     assert status == 0 and result["n"] == 3 and result["f1"] is None
     assert result["rouge_l"] == pytest.approx(1.0) and result["bleu"] == pytest.approx(1.0)
     assert set(result) >= {"rouge_l", "bleu", "chrf", "distinct_2"}
+
+
+# -- from raw outputs: the evaluation job's path ------------------------------------------------------
+
+
+def eval_set(records: list[Record], task: Task) -> EvalSet:
+    entry = DatasetEntry(name="s", format="x", uri="x", language=records[0].language, task=task)
+    items = tuple(
+        EvalItem(
+            record=item,
+            messages=tuple(build_prompt(item, entry, 0)),
+            gold_answer=gold_answer(item, entry),
+            space=answer_space(item, entry),
+        )
+        for item in records
+    )
+    return EvalSet(entry, items)
+
+
+def dialogue(record_id: str, reply: str) -> Record:
+    turns = [Turn(role="user", content="我头痛"), Turn(role="assistant", content=reply)]
+    return record(record_id, "dialogue", None, language="zh", turns=turns)
+
+
+@pytest.mark.parametrize(
+    ("task", "records"),
+    [
+        (
+            "sts",
+            [record(str(i), "sts", score, context="b") for i, score in enumerate(["0", "1.2", "3.8", "2"])],
+        ),
+        ("generation", [record(str(i), "generation", text) for i, text in enumerate(REFERENCES)]),
+        ("dialogue", [dialogue("1", "请多休息"), dialogue("2", "可以服用止痛药")]),
+    ],
+)
+def test_gold_outputs_score_one_and_the_empty_baseline_zero(task: Task, records: list[Record]) -> None:
+    """Perfect outputs through parse and score give 1.0; the 'predict nothing' baseline gives 0 (a
+    dialogue's baseline must not keep the gold reply among its turns)."""
+    items = eval_set(records, task)
+    outputs = {item.record.id: RawOutput(item.gold_answer) for item in items.items}
+    lines, scored = parse_and_score(items.score_task, items.items, outputs)
+    assert all(line.parsed for line in lines)
+    assert scored.score.metric(items.metric) == pytest.approx(1.0)
+    baselines = trivial_baselines(items.score_task, items.metric, items.items)
+    assert baselines is not None and (baselines.majority, baselines.random) == (0.0, None)
