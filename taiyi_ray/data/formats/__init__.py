@@ -40,12 +40,19 @@ from taiyi_ray.data.formats.cblue import (
 from taiyi_ray.data.formats.doc_classification import convert_hoc_tsv, convert_litcovid_csv
 from taiyi_ray.data.formats.instruction_data import (
     convert_alpaca_json,
+    convert_huatuo_sft_jsonl,
+    convert_meddialog_txt,
     convert_sharegpt_jsonl,
     convert_taiyi_instruction,
     convert_unified_jsonl,
 )
 from taiyi_ray.data.formats.pubtator_cdr import convert_pubtator_cdr
-from taiyi_ray.data.formats.qa_sets import convert_medqa_jsonl, convert_pubmedqa
+from taiyi_ray.data.formats.qa_sets import (
+    convert_huatuo_qa_jsonl,
+    convert_medmcqa_jsonl,
+    convert_medqa_jsonl,
+    convert_pubmedqa,
+)
 
 FORMATS: Mapping[str, Converter] = MappingProxyType(
     {
@@ -58,8 +65,12 @@ FORMATS: Mapping[str, Converter] = MappingProxyType(
         "litcovid_csv": convert_litcovid_csv,
         "pubmedqa": convert_pubmedqa,
         "medqa_jsonl": convert_medqa_jsonl,
+        "medmcqa_jsonl": convert_medmcqa_jsonl,
+        "huatuo_qa_jsonl": convert_huatuo_qa_jsonl,
         "sharegpt_jsonl": convert_sharegpt_jsonl,
         "alpaca_json": convert_alpaca_json,
+        "huatuo_sft_jsonl": convert_huatuo_sft_jsonl,
+        "meddialog_txt": convert_meddialog_txt,
         "unified_jsonl": convert_unified_jsonl,
         "taiyi_instruction": convert_taiyi_instruction,
         # CBLUE under its family's names; cmeee, cmeie and kuake_qic above are the same converters.
@@ -103,8 +114,12 @@ FORMAT_TASKS: Mapping[str, tuple[Task, ...]] = MappingProxyType(
         "litcovid_csv": ("tc_multilabel",),
         "pubmedqa": ("qa_yesno",),
         "medqa_jsonl": ("qa_mc",),
+        "medmcqa_jsonl": ("qa_mc",),
+        "huatuo_qa_jsonl": ("qa_open",),
         "sharegpt_jsonl": ("dialogue",),
         "alpaca_json": ("dialogue",),
+        "huatuo_sft_jsonl": ("dialogue",),
+        "meddialog_txt": ("dialogue",),
         "unified_jsonl": ALL_TASKS,
         "taiyi_instruction": ("dialogue",),
         "cblue_cmeee": ("ner",),
@@ -132,11 +147,12 @@ FORMAT_TASKS: Mapping[str, tuple[Task, ...]] = MappingProxyType(
     }
 )
 
-# The language of a format's records when the caller names none (MedQA: pass zh for MCMLE). Taiyi's
-# instruction data is mostly Chinese; its items that name en or zh keep their own language.
-_CHINESE = ("cmeee", "cmeie", "kuake_qic", "taiyi_instruction")
+# The language of a format's records when the caller names none (MedQA: pass zh for MCMLE; MedDialog
+# has an English and a Chinese release: pass zh for the Chinese one). Taiyi's instruction data is mostly
+# Chinese; its items that name en or zh keep their own language.
+CHINESE_FORMATS = ("cmeee", "cmeie", "kuake_qic", "taiyi_instruction", "huatuo_qa_jsonl", "huatuo_sft_jsonl")
 FORMAT_LANGUAGES: Mapping[str, Language] = MappingProxyType(
-    {name: ("zh" if name in _CHINESE or name.startswith("cblue_") else "en") for name in FORMATS}
+    {name: ("zh" if name in CHINESE_FORMATS or name.startswith("cblue_") else "en") for name in FORMATS}
 )
 
 __all__ = ["FORMATS", "FORMAT_LANGUAGES", "FORMAT_TASKS", "BadRecord", "Converter", "Source"]

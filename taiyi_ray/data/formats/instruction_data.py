@@ -23,6 +23,23 @@ turn. `conversation_id` counts within its `dataset`, so the record id is `{datas
 An item whose `language` is `en` or `zh` keeps it; others (`en-zh` for translation) take the source's.
 `category` (NER, RE, TC, MT-en2zh, ...) is not kept: the records are dialogues.
 
+`huatuo_sft_jsonl`: HuatuoGPT-sft-data-v1 (FreedomIntelligence, `HuatuoGPT_sft_data_v1.jsonl`; Chinese).
+
+Each line is `{"data": ["问：...", "答：...", ...]}`: alternating user (`问：`) and assistant (`答：`)
+utterances, the layout public loaders of this file read (`data["data"][0].replace("问：", "")`; no real
+file is here). One dialogue record per line with the prefixes stripped (full-width or ASCII colon); a
+line that does not alternate 问/答 starting with 问, or ends on a question, is a bad record.
+
+`meddialog_txt`: MedDialog's raw text files (UCSD-AI4H/Medical-Dialogue-System; en and zh).
+
+Layout as parsed by the Hugging Face `medical_dialog` loader (huggingface/datasets
+`datasets/medical_dialog/medical_dialog.py`; no real file is here): dialogues one after another, each
+opening with an `id=N` line, then its URL, a `Description` section and a `Dialogue` section in which a
+speaker line (`Patient:` / `Doctor:` in English, `病人:` / `医生:` in Chinese) is followed by the
+utterance's lines. One dialogue record per `Dialogue` section: patient turns are the user's, doctor
+turns the assistant's; consecutive lines of one speaker are joined by a newline. The description is not
+a turn (the dialogue's first patient turn restates it). A dialogue without a doctor turn is a bad record.
+
 `unified_jsonl`: records already in the unified schema (`taiyi_ray.data.schema.Record`), one per line.
 
 This is how a user adds any of the ~140 datasets Taiyi used: write a small converter of your own that
@@ -34,6 +51,7 @@ records keep their own dataset, split and language.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
@@ -42,6 +60,7 @@ from taiyi_ray.data.formats._io import (
     bad,
     build_record,
     iter_json_lines,
+    iter_lines,
     local_id,
     records_from_json_lines,
     require_object,
@@ -51,6 +70,7 @@ from taiyi_ray.data.formats._io import (
 from taiyi_ray.data.formats._jsonstream import iter_json_items
 from taiyi_ray.data.formats.base import BadRecord, Source
 from taiyi_ray.data.schema import Record
+from taiyi_ray.storage import basename
 
 ROLES = {
     "human": "user",
@@ -192,6 +212,89 @@ def _taiyi_fields(value: Any, local: str) -> dict[str, Any]:
     fields = {"id": record_id, "document_id": record_id, "task": "dialogue", "turns": turns}
     language = item.get("language")
     return {**fields, "language": language} if language in ("en", "zh") else fields
+
+
+HUATUO_PREFIXES = (("问：", "问:"), ("答：", "答:"))
+
+
+def convert_huatuo_sft_jsonl(source: Source) -> Iterator[Record | BadRecord]:
+    """Yield one dialogue record per HuatuoGPT-sft line."""
+    return records_from_json_lines(source, _huatuo_sft_fields)
+
+
+def _huatuo_sft_fields(value: Any, local: str) -> dict[str, Any]:
+    if not isinstance(value, dict) or not isinstance(value.get("data"), list):
+        raise ValueError("expected an object with a 'data' list of 问/答 utterances")
+    turns = []
+    for number, utterance in enumerate(value["data"]):
+        text = require_str(utterance, f"data[{number}]").strip()
+        prefixes = HUATUO_PREFIXES[number % 2]
+        if not text.startswith(prefixes):
+            raise ValueError(
+                f"data[{number}] must start with {prefixes[0]!r}: the utterances do not alternate 问/答"
+            )
+        role = "user" if number % 2 == 0 else "assistant"
+        turns.append({"role": role, "content": text[len(prefixes[0]) :].strip()})
+    if not turns or turns[-1]["role"] != "assistant":
+        raise ValueError("the dialogue must end with an answer (答：), got a question or nothing")
+    return {"id": local, "document_id": local, "task": "dialogue", "turns": turns}
+
+
+MEDDIALOG_SPEAKERS = {"patient": "user", "doctor": "assistant", "病人": "user", "医生": "assistant"}
+
+
+@dataclass
+class _Dialogue:
+    """A MedDialog dialogue being read: its id, first line, and the (role, lines) turns so far."""
+
+    dialogue_id: str
+    line: int
+    raw: list[str] = field(default_factory=list)
+    turns: list[tuple[str, list[str]]] = field(default_factory=list)
+    in_dialogue: bool = False
+
+
+def convert_meddialog_txt(source: Source) -> Iterator[Record | BadRecord]:
+    """Yield one dialogue record per `id=` block of a MedDialog text file."""
+    current: _Dialogue | None = None
+    for line in iter_lines(source):
+        if line.error:
+            yield bad(source, line.number, current.dialogue_id if current else None, line.error)
+            continue
+        text = line.text.strip()
+        if text.startswith("id=") or text.startswith("id ="):
+            if current is not None:
+                yield _meddialog_record(source, current)
+            current = _Dialogue(text.split("=", 1)[1].strip() or local_id(source, line.number), line.number)
+        if current is not None:
+            current.raw.append(line.text)
+            _meddialog_line(current, text)
+    if current is not None:
+        yield _meddialog_record(source, current)
+
+
+def _meddialog_line(dialogue: _Dialogue, text: str) -> None:
+    if text == "Dialogue":
+        dialogue.in_dialogue = True
+        return
+    if not dialogue.in_dialogue or not text:
+        return
+    role = MEDDIALOG_SPEAKERS.get(text.rstrip(":：").strip().lower()) if text.endswith((":", "：")) else None
+    if role is not None:
+        if not dialogue.turns or dialogue.turns[-1][0] != role:
+            dialogue.turns.append((role, []))
+    elif dialogue.turns:
+        dialogue.turns[-1][1].append(text)
+
+
+def _meddialog_record(source: Source, dialogue: _Dialogue) -> Record | BadRecord:
+    raw = "\n".join(dialogue.raw)
+    turns = [{"role": role, "content": "\n".join(lines)} for role, lines in dialogue.turns if lines]
+    if not any(turn["role"] == "assistant" for turn in turns):
+        return bad(source, dialogue.line, dialogue.dialogue_id, "the dialogue has no doctor turn", raw)
+    record_id = f"{basename(source.uri)}:{dialogue.dialogue_id}"
+    fields = {"id": record_id, "document_id": record_id, "task": "dialogue", "turns": turns}
+    return build_record(source, dialogue.line, raw, fields)
 
 
 def convert_unified_jsonl(source: Source) -> Iterator[Record | BadRecord]:

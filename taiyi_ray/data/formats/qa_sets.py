@@ -1,4 +1,4 @@
-"""English biomedical question answering: PubMedQA and MedQA (USMLE).
+"""Biomedical question answering: PubMedQA, MedQA (USMLE / MCMLE), MedMCQA and Huatuo-26M's QA sets.
 
 `pubmedqa`: PubMedQA PQA-L/PQA-A JSON (one object keyed by PMID).
 
@@ -14,6 +14,26 @@ Each line: `question`, `options` (letter -> text), `answer_idx` (the letter), `a
 `meta_info`. One qa_mc record per line; the answer is the letter and must name an option, and when the
 line also gives the answer text it must equal that option's text. The files hold no ids: a question's
 id is `{file}:{n}` (1-based among non-blank lines). The language is the catalogue's (MCMLE: zh).
+
+`medmcqa_jsonl`: MedMCQA's own JSON Lines (`train.json`, `dev.json`, `test.json`; BigBIO has no loader).
+
+Each line: `id`, `question`, `opa`..`opd`, `cop`, `choice_type`, `exp`, `subject_name`, `topic_name`.
+Layout and `cop` base checked against the Hugging Face loader (huggingface/datasets
+`datasets/medmcqa/medmcqa.py`, which yields `int(data["cop"]) - 1` and reads the test file as unlabelled):
+in the distributed files `cop` is **1-4** (1 = opa). The Hub's parquet export stores it 0-3 (-1 on test);
+read that with `options.cop_from_zero: true`. One qa_mc record per line, choices A-D, answer the letter;
+`exp` (the explanation) is not kept. The record id is MedMCQA's `id`.
+
+`huatuo_qa_jsonl`: Huatuo-26M's QA sets (FreedomIntelligence/huatuo_encyclopedia_qa,
+huatuo_knowledge_graph_qa, huatuo_consultation_qa on the Hugging Face Hub; Chinese).
+
+Each line is `{"questions": [[q, paraphrase, ...], ...], "answers": [a, ...]}`: group i of `questions`
+holds paraphrases of one question answered by `answers[i]` (layout as read by public code that loads
+these files, e.g. `example["questions"][0][0]` with `answers[0]`; no real file is here). One qa_open
+record per group, asked with its **first** paraphrase: the others restate the same question and would
+repeat the same answer as extra records. Ids `{file}:{n}` (`{file}:{n}.{i}` when a line has several
+groups). The consultation set's `answers` are URLs of the source pages, not answer text (its inventory
+entry says so); an answer that is a URL is refused.
 """
 
 from __future__ import annotations
@@ -22,7 +42,15 @@ from collections.abc import Iterator
 from typing import Any
 
 from taiyi_ray.data.answers import YES_NO_MAYBE
-from taiyi_ray.data.formats._io import bad, build_record, label_or_none, records_from_json_lines, require_str
+from taiyi_ray.data.formats._io import (
+    bad,
+    build_record,
+    iter_json_lines,
+    label_or_none,
+    local_id,
+    records_from_json_lines,
+    require_str,
+)
 from taiyi_ray.data.formats._jsonstream import iter_json_items
 from taiyi_ray.data.formats.base import BadRecord, Source
 from taiyi_ray.data.schema import Record
@@ -107,3 +135,84 @@ def _medqa_jsonl_fields(source: Source, value: Any, record_id: str) -> dict[str,
         "choices": choices,
         "answer": answer,
     }
+
+
+MEDMCQA_OPTIONS = {"A": "opa", "B": "opb", "C": "opc", "D": "opd"}
+
+
+def convert_medmcqa_jsonl(source: Source) -> Iterator[Record | BadRecord]:
+    """Yield one multiple-choice record per MedMCQA line."""
+    return records_from_json_lines(source, lambda value, local: _medmcqa_fields(source, value, local))
+
+
+def _medmcqa_fields(source: Source, value: Any, local: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"expected an object with question, opa..opd and cop, got {type(value).__name__}")
+    record_id = str(value["id"]) if value.get("id") not in (None, "") else local
+    choices = {letter: require_str(value.get(key), key).strip() for letter, key in MEDMCQA_OPTIONS.items()}
+    cop = value.get("cop")
+    cop = None if cop == -1 else label_or_none(source, cop, "cop")
+    return {
+        "id": record_id,
+        "document_id": record_id,
+        "task": "qa_mc",
+        "question": require_str(value.get("question"), "question").strip(),
+        "choices": choices,
+        "answer": None if cop is None else _medmcqa_letter(cop, bool(source.options.get("cop_from_zero"))),
+    }
+
+
+def _medmcqa_letter(cop: Any, from_zero: bool) -> str:
+    """The option letter of `cop` (1-4 in the distributed files, 0-3 in the Hub's export)."""
+    first = 0 if from_zero else 1
+    if isinstance(cop, bool) or not isinstance(cop, int | str) or not str(cop).strip().isdigit():
+        raise ValueError(f"cop must be an option number, got {cop!r}")
+    index = int(cop) - first
+    if not 0 <= index < len(MEDMCQA_OPTIONS):
+        raise ValueError(f"cop {cop!r} is not an option number {first}-{first + 3}")
+    return list(MEDMCQA_OPTIONS)[index]
+
+
+def convert_huatuo_qa_jsonl(source: Source) -> Iterator[Record | BadRecord]:
+    """Yield one open-answer record per question group of each line."""
+    for item in iter_json_lines(source):
+        record_id = local_id(source, item.number)
+        pairs, problem = _huatuo_line(source, item.value, item.error)
+        if problem is not None:
+            yield bad(source, item.line.number, record_id, problem, item.line.text)
+        for index, (question, answer) in enumerate(pairs, start=1):
+            pair_id = record_id if len(pairs) == 1 else f"{record_id}.{index}"
+            fields = {"id": pair_id, "document_id": pair_id, "task": "qa_open", "question": question}
+            yield build_record(source, item.line.number, item.line.text, fields | {"answer": answer})
+
+
+def _huatuo_line(
+    source: Source, value: Any, error: str | None
+) -> tuple[list[tuple[str, str | None]], str | None]:
+    """A parsed line's (question, answer) pairs, or the reason it has none."""
+    if error is not None:
+        return [], error
+    try:
+        return _huatuo_pairs(source, value), None
+    except ValueError as problem:
+        return [], str(problem)
+
+
+def _huatuo_pairs(source: Source, value: Any) -> list[tuple[str, str | None]]:
+    """(first paraphrase, answer) per question group; raises ValueError naming the field."""
+    if not isinstance(value, dict):
+        raise ValueError(f"expected an object with 'questions' and 'answers', got {type(value).__name__}")
+    groups, answers = value.get("questions"), label_or_none(source, value.get("answers"), "answers")
+    if not isinstance(groups, list) or not groups:
+        raise ValueError(f"'questions' must be a non-empty list of paraphrase lists, got {groups!r:.80}")
+    if answers is not None and (not isinstance(answers, list) or len(answers) != len(groups)):
+        raise ValueError(f"'answers' must be a list with one answer per question group ({len(groups)})")
+    pairs: list[tuple[str, str | None]] = []
+    for index, group in enumerate(groups):
+        paraphrases = group if isinstance(group, list) else [group]
+        question = require_str(paraphrases[0] if paraphrases else None, f"questions[{index}][0]").strip()
+        answer = None if answers is None else require_str(answers[index], f"answers[{index}]").strip()
+        if answer is not None and answer.startswith(("http://", "https://")):
+            raise ValueError(f"answers[{index}] is a URL, not an answer text: {answer[:80]!r}")
+        pairs.append((question, answer))
+    return pairs
