@@ -12,7 +12,14 @@ from taiyi_ray.data.catalogue import load_catalogue
 from taiyi_ray.data.formats import FORMATS
 
 REPO = Path(__file__).resolve().parents[3]
-CATALOGUES = [*sorted((REPO / "configs" / "catalogues").glob("*.yaml")), REPO / "configs" / "eval-13.yaml"]
+# taiyi-140.yaml is an Inventory (datasets to account for, not to train on): test_taiyi_inventory.py checks it.
+INVENTORIES = {"taiyi-140.yaml"}
+CATALOGUES = [
+    *sorted(
+        path for path in (REPO / "configs" / "catalogues").glob("*.yaml") if path.name not in INVENTORIES
+    ),
+    REPO / "configs" / "eval-13.yaml",
+]
 QA_TASKS = {"qa_yesno", "qa_mc", "qa_open", "dialogue"}
 
 
