@@ -92,6 +92,16 @@ def add_data_commands(commands: argparse._SubParsersAction) -> None:  # type: ig
     stats.add_argument("--json", action="store_true", help="print one JSON object")
     stats.set_defaults(run=_run_stats)
 
+    coverage = sub.add_parser(
+        "coverage",
+        help="which datasets of an inventory (Taiyi's 140) taiyi-ray reads, prompts, parses and scores",
+    )
+    coverage.add_argument(
+        "--catalogue", default=None, help="an inventory YAML (default: configs/catalogues/taiyi-140.yaml)"
+    )
+    coverage.add_argument("--json", action="store_true", help="the last line is one JSON object")
+    coverage.set_defaults(run=_run_coverage)
+
     prepare = sub.add_parser("prepare", help="convert + instruction-format every dataset of a catalogue")
     prepare.add_argument("--config", help="a config with a data section (its catalogue is used)")
     prepare.add_argument("--catalogue", help="a catalogue YAML (instead of --config)")
@@ -99,6 +109,28 @@ def add_data_commands(commands: argparse._SubParsersAction) -> None:  # type: ig
     prepare.add_argument("--output", help="output directory (default: under the storage root)")
     prepare.set_defaults(run=prepare_command)
     # `data shard` (prepare + tokenize + pack + write) is the prepare_data job; taiyi_ray.cli routes it.
+
+
+def _run_coverage(args: argparse.Namespace) -> int:
+    """`taiyi-ray data coverage`: per task family, datasets and covered ones; then what is missing."""
+    from taiyi_ray.config.loader import ConfigError
+    from taiyi_ray.data.catalogue import coverage, load_inventory
+
+    try:
+        report = coverage(load_inventory(args.catalogue))
+    except (ConfigError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report.summary()))
+        return 0
+    print(f"{'family':<28} {'datasets':>8} {'covered':>8}")
+    for family, counts in report.by_family.items():
+        print(f"{family:<28} {counts.datasets:>8} {counts.covered:>8}")
+    print(f"{'all':<28} {report.datasets:>8} {report.covered:>8}")
+    for missing in report.uncovered:
+        print(f"not covered: {missing.language} {missing.number} {missing.name}: {missing.reason}")
+    return 0
 
 
 def _run_convert(args: argparse.Namespace) -> int:

@@ -1,17 +1,31 @@
-"""Dataset catalogues (`configs/catalogues/*.yaml`, `configs/eval-13.yaml`): load and check them.
+"""Dataset catalogues (`configs/catalogues/*.yaml`, `configs/eval-13.yaml`): load and check them against
+what the data layer can do.
 
 Beyond the pydantic schema (`taiyi_ray.config.data.Catalogue`), a catalogue is checked against what the
 data layer can do: the format must be registered, the task one the format feeds, a BIO NER entry must
 name its entity types, and a vocabulary the entry names must fit the format's. Errors name the file,
 the line of the dataset entry and the field, and say what was expected.
+
+`coverage` asks the same question of an inventory (`configs/catalogues/taiyi-140.yaml`, Taiyi's 140
+datasets): which of its datasets taiyi-ray can take end to end. It is computed from the registries, never
+declared: a dataset is covered when its entry names a registered converter that feeds its task, and
+that task has prompts (templates; dialogue brings its own turns), an answer parser and a scorer.
 """
 
 from __future__ import annotations
 
-from taiyi_ray.config.data import Catalogue, DatasetEntry
+from collections import Counter
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from taiyi_ray.config.data import Catalogue, DatasetEntry, Inventory, InventoryEntry, Task
 from taiyi_ray.config.loader import ConfigError, read_yaml, validate_file
-from taiyi_ray.data.answers import DEFAULT_ENTITY_TYPES
+from taiyi_ray.data.answers import DEFAULT_ENTITY_TYPES, PARSED_TASKS
 from taiyi_ray.data.formats import FORMAT_TASKS, FORMATS
+from taiyi_ray.data.instruct import TEMPLATE_TASKS
+
+DEFAULT_INVENTORY = "configs/catalogues/taiyi-140.yaml"
 
 
 def load_catalogue(path: str, overrides: tuple[str, ...] = ()) -> Catalogue:
@@ -53,3 +67,101 @@ def entry_problems(entry: DatasetEntry) -> list[tuple[str, str]]:
             ("entity_types", f"only NER/RE entries take entity_types, this one is {entry.task!r}")
         )
     return problems
+
+
+class FamilyCoverage(BaseModel):
+    """Datasets of one task family, and how many of them are covered."""
+
+    model_config = ConfigDict(frozen=True)
+
+    datasets: int
+    covered: int
+
+
+class Uncovered(BaseModel):
+    """A dataset that is not covered, and the first missing piece."""
+
+    model_config = ConfigDict(frozen=True)
+
+    language: str
+    number: int
+    name: str
+    reason: str
+
+
+class CoverageReport(BaseModel):
+    """What `taiyi-ray data coverage --json` prints (its last line): totals and counts per family."""
+
+    model_config = ConfigDict(frozen=True)
+
+    datasets: int
+    covered: int
+    by_family: dict[str, FamilyCoverage]
+    uncovered: list[Uncovered]
+
+    def summary(self) -> dict[str, object]:
+        """The contract's JSON line: datasets, covered and by_family (the uncovered list is printed above)."""
+        return self.model_dump(include={"datasets", "covered", "by_family"})
+
+
+def inventory_path(path: str | None) -> str:
+    """The inventory to read: `path`, else the default under the working directory, else the repository's."""
+    if path:
+        return path
+    if Path(DEFAULT_INVENTORY).is_file():
+        return DEFAULT_INVENTORY
+    return str(Path(__file__).resolve().parents[2] / DEFAULT_INVENTORY)
+
+
+def coverage(inventory: Inventory) -> CoverageReport:
+    """Which datasets of `inventory` taiyi-ray reads, prompts, parses and scores (see the module docstring)."""
+    totals: Counter[str] = Counter()
+    covered: Counter[str] = Counter()
+    uncovered = []
+    for entry in inventory.datasets:
+        totals[entry.family] += 1
+        reason = missing_piece(entry)
+        if reason is None:
+            covered[entry.family] += 1
+        else:
+            uncovered.append(
+                Uncovered(language=entry.language, number=entry.number, name=entry.name, reason=reason)
+            )
+    by_family = {
+        family: FamilyCoverage(datasets=totals[family], covered=covered[family]) for family in sorted(totals)
+    }
+    return CoverageReport(
+        datasets=len(inventory.datasets),
+        covered=sum(covered.values()),
+        by_family=by_family,
+        uncovered=uncovered,
+    )
+
+
+def missing_piece(entry: InventoryEntry) -> str | None:
+    """Why `entry` is not covered (the first missing piece), or None when it is."""
+    from taiyi_ray.eval.scoring import SCORE_TASK_OF
+
+    if entry.format is None:
+        return "no converter reads its distribution" + (f" ({entry.note})" if entry.note else "")
+    if entry.format not in FORMATS:
+        return f"format {entry.format!r} is not a registered converter"
+    if entry.task not in FORMAT_TASKS[entry.format]:
+        return f"format {entry.format} feeds tasks {list(FORMAT_TASKS[entry.format])}, not {entry.task!r}"
+    if not has_prompts(entry.task):
+        return f"task {entry.task!r} has no templates"
+    if entry.task not in PARSED_TASKS:
+        return f"task {entry.task!r} has no answer parser"
+    if entry.task not in SCORE_TASK_OF:
+        return f"task {entry.task!r} has no scorer"
+    return None
+
+
+def has_prompts(task: Task) -> bool:
+    """Templates build the task's prompts; a dialogue record's own user turns are its prompts."""
+    return task in TEMPLATE_TASKS or task == "dialogue"
+
+
+def load_inventory(path: str | None = None) -> Inventory:
+    """Read and validate an inventory YAML (default `configs/catalogues/taiyi-140.yaml`)."""
+    return validate_file(Inventory, inventory_path(path))

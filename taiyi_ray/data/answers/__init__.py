@@ -27,6 +27,7 @@ from __future__ import annotations
 from taiyi_ray.data.answers.format import (
     FREE_TEXT_TASKS,
     LABEL_TASKS,
+    PARSED_TASKS,
     AnswerSpace,
     ParseResult,
     Prediction,
@@ -87,6 +88,7 @@ __all__ = [
     "KUAKE_QTR_LABELS",
     "LABEL_TASKS",
     "LITCOVID_TOPICS",
+    "PARSED_TASKS",
     "YES_NO_MAYBE",
     "AnswerSpace",
     "ParseResult",

@@ -50,6 +50,8 @@ from taiyi_ray.data.answers.vocabulary import (
 
 LABEL_TASKS: tuple[Task, ...] = ("tc", "tc_multilabel", "text_pair")
 FREE_TEXT_TASKS: tuple[Task, ...] = ("qa_open", "translation", "generation", "dialogue")
+PARSED_TASKS: tuple[Task, ...] = ("ner", "re", *LABEL_TASKS, "qa_yesno", "qa_mc", "sts", *FREE_TEXT_TASKS)
+"""The tasks `parse_with` reads; any other task is refused (ValueError) rather than read as free text."""
 _PREFIX = {
     "answer": {"en": "Answer", "zh": "答案"},
     "label": {"en": "Label", "zh": "类别"},
@@ -213,6 +215,8 @@ def parse_with(text: str, space: AnswerSpace) -> ParseResult:
         return _parse_choice(text, space)
     if space.task == "sts":
         return _parse_score(text)
+    if space.task not in FREE_TEXT_TASKS:
+        raise ValueError(f"task {space.task!r} has no answer parser; parsed tasks: {list(PARSED_TASKS)}")
     answer = text.strip()
     if not answer:
         return ParseResult(Prediction(space.task), False, ("the output is empty",))

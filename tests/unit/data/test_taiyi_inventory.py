@@ -16,15 +16,6 @@ ROOT = Path(__file__).resolve().parents[3]
 INVENTORY = ROOT / "configs" / "catalogues" / "taiyi-140.yaml"
 TSV = Path(os.environ.get("TAIYI_SHARED", ROOT.parent / "shared")) / "reference" / "taiyi-datasets.tsv"
 
-# TODO(issue 16): remove once the BigBIO and CBLUE converters and taiyi_instruction are merged; every
-# format named in the inventory must then be registered in taiyi_ray.data.formats.FORMATS.
-COMING_FORMATS = {
-    "bigbio_kb", "bigbio_qa", "bigbio_text", "bigbio_pairs", "bigbio_te", "bigbio_t2t", "cblue_chip_cdee",
-    "cblue_chip_sts", "cblue_kuake_qqr", "cblue_kuake_qtr", "cblue_chip_ctc", "cblue_cmid", "cblue_chip_cdn",
-    "cblue_imcs_v2_ner", "cblue_imcs_v2_dac", "cblue_imcs_v2_sr", "cblue_imcs_v2_mrg", "cblue_cmeee",
-    "cblue_cmeie", "cblue_kuake_qic", "taiyi_instruction",
-}  # fmt: skip
-
 
 @pytest.fixture(scope="module")
 def inventory() -> Inventory:
@@ -64,8 +55,8 @@ def test_every_entry_restates_its_taiyi_row(inventory: Inventory) -> None:
 
 
 def test_every_format_is_a_converter_and_feeds_the_entry_task(inventory: Inventory) -> None:
-    unknown = {e.format for e in inventory.datasets if e.format} - set(FORMATS) - COMING_FORMATS
-    assert not unknown, f"formats neither registered nor coming: {sorted(unknown)}"
+    unknown = {e.format for e in inventory.datasets if e.format} - set(FORMATS)
+    assert not unknown, f"formats that are no registered converter: {sorted(unknown)}"
     for entry in inventory.datasets:
         if entry.format in FORMATS:
             assert entry.task in FORMAT_TASKS[entry.format], (entry.name, entry.format, entry.task)
