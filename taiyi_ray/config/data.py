@@ -43,7 +43,8 @@ class DatasetEntry(StrictModel):
     shuffle (Taiyi capped most sets at 10k). `metric` and `eval_unit` are for evaluation catalogues.
 
     The answer vocabulary the prompt offers and the parser accepts: `entity_types` (NER; also filters the
-    records' entities), `relation_types` (RE) and `label_names` (classification). Each defaults to the
+    records' entities), `relation_types` (RE), `event_types` (EE;
+    default: the types of the record's events) and `label_names` (classification). Each defaults to the
     format's own vocabulary where it has one (`taiyi_ray.data.answers.vocabulary`); a BIO file names no
     types, so a `bio_tsv` NER entry must list them. `max_input_chars` bounds the passage put in one
     prompt (default per language in `taiyi_ray.data.instruct`): longer NER/RE documents are split into
@@ -62,6 +63,7 @@ class DatasetEntry(StrictModel):
     entity_types: list[str] | None = None
     relation_types: list[str] | None = None
     label_names: list[str] | None = None
+    event_types: list[str] | None = None
     max_input_chars: int | None = Field(None, ge=64, description="Characters of passage per prompt.")
     metric: Metric | None = None
     eval_unit: str | None = None

@@ -8,9 +8,9 @@ generators emit and says why when it cannot read an output (`ParseResult.ok` Fal
 
 Modules, one idea each:
 
-- `format`: the format itself. `Prediction` (an answer as data), `AnswerSpace` (the answer space: task,
-  language, types, labels, choices), `serialise` (prediction -> text), `parse` / `parse_with`
-  (text -> `ParseResult`).
+- `format`: the format itself. `Prediction` (an answer as data; events as `EventAnswer`s),
+  `AnswerSpace` (the answer space: task, language, types, labels, choices, event types), `serialise`
+  (prediction -> text), `parse` / `parse_with` (text -> `ParseResult`).
 - `text`: character-level rules the format round-trips by: escaping, splitting on unescaped
   separators, none-words, label clean-up, `canonical_text` (the form items are compared in).
 - `vocabulary`: the source formats' label vocabularies (entity types, relation types, class labels)
@@ -29,6 +29,8 @@ from taiyi_ray.data.answers.format import (
     LABEL_TASKS,
     PARSED_TASKS,
     AnswerSpace,
+    EventAnswer,
+    EventArgumentAnswer,
     ParseResult,
     Prediction,
     parse,
@@ -91,6 +93,8 @@ __all__ = [
     "PARSED_TASKS",
     "YES_NO_MAYBE",
     "AnswerSpace",
+    "EventAnswer",
+    "EventArgumentAnswer",
     "ParseResult",
     "Prediction",
     "answer_space",

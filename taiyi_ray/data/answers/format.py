@@ -10,6 +10,9 @@ The answer format, per task (English / Chinese data):
 - re: one line per relation type that has pairs; `None` / `无` when there is no pair at all.
       chemical-induced disease: [famotidine, delirium]
       临床表现：[小细胞肺癌，咳嗽]；[小细胞肺癌，咯血]
+- ee: one line per event, `Type: trigger | Role: argument; Role: argument` (`None` / `无` for no event);
+  an argument that is itself an event (BioNLP nesting) is written `Type(trigger)`, Chinese `Type（trigger）`.
+      Positive_regulation: induces | Theme: Phosphorylation(phosphorylation); Cause: TNF
 - tc and text_pair `Label: X` / `类别：X`; tc_multilabel `Labels: a; b` / `类别：a；b`.
 - qa_yesno `Answer: yes` / `答案：是`; qa_mc `Answer: B. option text` / `答案：B. 选项`.
 - sts `Score: 3.2` / `分数：3.2` (the similarity score as written in the gold, a decimal string).
@@ -17,8 +20,8 @@ The answer format, per task (English / Chinese data):
 
 Separators inside items (real mentions contain `；` `;` `,` `[` `]`): a backslash makes the next character
 literal. `serialise` puts one before every character that is structural for the item kind — `;` `；` in
-entity and label items; also `,` `，` `[` `]` `【` `】` inside relation pairs — and before the backslash
-itself; an item that reads as a none-word (`None`) is written `\\None`. The parser splits only on
+entity and label items; also `,` `，` `[` `]` `【` `】` inside relation pairs; `|` `｜` in triggers, and
+a closing bracket ending an entity argument — and before the backslash itself; an item that reads as a none-word (`None`) is written `\\None`. The parser splits only on
 unescaped characters and removes the escapes, so `parse(serialise(gold)) == gold` for any texts.
 Items are compared in canonical form (outer whitespace dropped, inner runs of whitespace made one space,
 `taiyi_ray.data.answers.text.canonical_text`): an answer line cannot carry a mention's outer spaces.
@@ -36,6 +39,7 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import taiyi_ray.data.answers.text as answer_text
 from taiyi_ray.config.data import Language, Task
@@ -62,6 +66,8 @@ _NONE = {"en": "None", "zh": "无"}
 _ITEM_JOIN = {"en": "; ", "zh": "；"}
 _PAIR_JOIN = {"en": ", ", "zh": "，"}
 _COLON = {"en": ": ", "zh": "："}
+_BAR = {"en": " | ", "zh": "｜"}
+_BRACKETS = {"en": "()", "zh": "（）"}
 _ANSWER_WORDS = frozenset(
     {"answer", "final answer", "the answer", "correct answer", "答案", "正确答案", "最终答案", "答"}
 )
@@ -71,17 +77,36 @@ _LABEL_WORDS = frozenset(
 )  # fmt: skip
 
 
+class EventArgumentAnswer(NamedTuple):
+    """An event argument in an answer: its role, and an entity's text, or a nested event's trigger when
+    `event_type` (the nested event's type) is not empty."""
+
+    role: str
+    text: str
+    event_type: str = ""
+
+
+class EventAnswer(NamedTuple):
+    """An event in an answer: its type, trigger text and arguments (in the order written)."""
+
+    type: str
+    trigger: str
+    arguments: tuple[EventArgumentAnswer, ...] = ()
+
+
 @dataclass(frozen=True)
 class Prediction:
     """A structured answer: what a gold record says, or what a model's output was parsed into.
 
     `entities` (type, text) and `relations` (type, head text, tail text) are de-duplicated and
-    in canonical form; `labels` are label names; `answer` is a choice key, yes/no/maybe, or free text.
+    in canonical form, as are `events`; `labels` are label names; `answer` is a choice key, yes/no/maybe,
+    or free text.
     """
 
     task: Task
     entities: tuple[tuple[str, str], ...] = ()
     relations: tuple[tuple[str, str, str], ...] = ()
+    events: tuple[EventAnswer, ...] = ()
     labels: tuple[str, ...] = ()
     answer: str | None = None
 
@@ -100,6 +125,7 @@ class AnswerSpace:
     relation_types: tuple[str, ...] | None = None
     label_names: tuple[str, ...] | None = None
     choices: Mapping[str, str] | None = None
+    event_types: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +147,9 @@ def serialise(prediction: Prediction, space: AnswerSpace) -> str:
         return _serialise_entities(prediction, space)
     if task == "re":
         return _serialise_relations(prediction, space)
+    if task == "ee":
+        lines = [_event_line(event, language) for event in prediction.events]
+        return "\n".join(lines) if lines else _NONE[language]
     if task in LABEL_TASKS:
         prefix = _PREFIX["labels" if task == "tc_multilabel" else "label"][language]
         known = set(space.label_names or ())
@@ -176,6 +205,15 @@ def _serialise_relations(prediction: Prediction, space: AnswerSpace) -> str:
     return "\n".join(lines)
 
 
+def _event_line(event: EventAnswer, language: Language) -> str:
+    line = event.type + _COLON[language] + answer_text.escape(event.trigger, answer_text.TRIGGER_SPECIAL)
+    arguments = [
+        answer_text.write_argument(*argument, colon=_COLON[language], brackets=_BRACKETS[language])
+        for argument in event.arguments
+    ]
+    return line + _BAR[language] + _ITEM_JOIN[language].join(arguments) if arguments else line
+
+
 # -- parse -------------------------------------------------------------------------------------------
 
 
@@ -188,6 +226,7 @@ def parse(
     relation_types: Sequence[str] | None = None,
     label_names: Sequence[str] | None = None,
     choices: Mapping[str, str] | None = None,
+    event_types: Sequence[str] | None = None,
 ) -> ParseResult:
     """Read a model's output for `task` back into a `Prediction` (see the module docstring)."""
     space = AnswerSpace(
@@ -197,6 +236,7 @@ def parse(
         relation_types=tuple(relation_types) if relation_types is not None else None,
         label_names=tuple(label_names) if label_names is not None else None,
         choices=choices,
+        event_types=tuple(event_types) if event_types is not None else None,
     )
     return parse_with(text, space)
 
@@ -207,6 +247,8 @@ def parse_with(text: str, space: AnswerSpace) -> ParseResult:
         return _parse_entities(text, space)
     if space.task == "re":
         return _parse_relations(text, space)
+    if space.task == "ee":
+        return _parse_events(text, space)
     if space.task in LABEL_TASKS:
         return _parse_labels(text, space)
     if space.task == "qa_yesno":
@@ -250,19 +292,28 @@ def _resolve(label: str, lookup: dict[str, str], open_vocabulary: bool) -> str |
     return cleaned if cleaned and len(cleaned) <= 60 and not any(c in cleaned for c in "[]【】") else None
 
 
+def _typed_lines(
+    text: str, lookup: dict[str, str], open_vocabulary: bool
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """(type, rest of the line) for each line labelled with a type offered; a problem for each other line."""
+    typed, problems = [], []
+    for line in _lines(text):
+        split = answer_text.split_label(line)
+        found = _resolve(split[0], lookup, open_vocabulary) if split else None
+        if split is None or found is None:
+            problems.append(f"ignored line {line.strip()[:60]!r}")
+        else:
+            typed.append((found, split[1]))
+    return typed, problems
+
+
 def _parse_entities(text: str, space: AnswerSpace) -> ParseResult:
     lookup = _type_lookup(space.entity_types, space.language, entities=True)
     found: dict[tuple[str, str], None] = {}
-    recognised, problems = 0, []
-    for line in _lines(text):
-        split = answer_text.split_label(line)
-        entity_type = _resolve(split[0], lookup, space.entity_types is None) if split else None
-        if split is None or entity_type is None:
-            problems.append(f"ignored line {line.strip()[:60]!r}")
-            continue
-        recognised += 1
-        _add_items(found, entity_type, split[1])
-    if not recognised:
+    typed, problems = _typed_lines(text, lookup, space.entity_types is None)
+    for entity_type, rest in typed:
+        _add_items(found, entity_type, rest)
+    if not typed:
         if answer_text.is_none_word(text):
             return ParseResult(Prediction("ner"), True)
         lines = _lines(text)
@@ -289,16 +340,10 @@ def _add_items(found: dict[tuple[str, str], None], entity_type: str, rest: str) 
 def _parse_relations(text: str, space: AnswerSpace) -> ParseResult:
     lookup = _type_lookup(space.relation_types, space.language, entities=False)
     found: dict[tuple[str, str, str], None] = {}
-    recognised, problems = 0, []
-    for line in _lines(text):
-        split = answer_text.split_label(line)
-        relation_type = _resolve(split[0], lookup, space.relation_types is None) if split else None
-        if split is None or relation_type is None:
-            problems.append(f"ignored line {line.strip()[:60]!r}")
-            continue
-        recognised += 1
-        problems += _add_pairs(found, relation_type, split[1])
-    if not recognised:
+    typed, problems = _typed_lines(text, lookup, space.relation_types is None)
+    for relation_type, rest in typed:
+        problems += _add_pairs(found, relation_type, rest)
+    if not typed:
         if answer_text.is_none_word(text):
             return ParseResult(Prediction("re"), True)
         if (
@@ -325,6 +370,26 @@ def _add_pairs(found: dict[tuple[str, str, str], None], relation_type: str, rest
     if not pairs and not answer_text.is_none_word(rest):
         problems.append(f"no [head, tail] pair in {rest.strip()[:60]!r}")
     return problems
+
+
+def _parse_events(text: str, space: AnswerSpace) -> ParseResult:
+    lookup = answer_text.name_lookup((name, name) for name in space.event_types or ())
+    typed, problems = _typed_lines(text, lookup, space.event_types is None)
+    found: dict[EventAnswer, None] = {}
+    for event_type, rest in typed:
+        if answer_text.is_none_word(rest):
+            continue  # `Type: None`: no event of the type
+        trigger, arguments, trouble = answer_text.read_event(rest)
+        problems += trouble
+        kept = tuple(dict.fromkeys(EventArgumentAnswer(*argument) for argument in arguments))
+        found.setdefault(EventAnswer(event_type, trigger, kept), None)
+    if not typed:
+        if answer_text.is_none_word(text):
+            return ParseResult(Prediction("ee"), True)
+        return ParseResult(
+            Prediction("ee"), False, ("no line 'Type: trigger | Role: argument'", *problems[:3])
+        )
+    return ParseResult(Prediction("ee", events=tuple(found)), True, tuple(problems))
 
 
 def _answer_segment(text: str, words: frozenset[str]) -> str:

@@ -3,15 +3,24 @@
 Evaluation writes each parsed prediction as a unified `Record` (so `taiyi-ray eval score --pred` reads
 predictions and gold alike): `prediction_to_record` keeps the gold record's identity and passage and
 puts the predicted entities (type + text; no offsets, a generated answer names texts, not spans),
-relations between them, labels or answer in place of the gold ones.
+relations between them, events (trigger text, arguments naming entities or other events), labels or
+answer in place of the gold ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from taiyi_ray.config.data import DatasetEntry
-from taiyi_ray.data.answers.format import FREE_TEXT_TASKS, AnswerSpace, ParseResult, Prediction, parse_with
+from taiyi_ray.data.answers.format import (
+    FREE_TEXT_TASKS,
+    AnswerSpace,
+    EventAnswer,
+    EventArgumentAnswer,
+    ParseResult,
+    Prediction,
+    parse_with,
+)
 from taiyi_ray.data.answers.text import canonical_text
 from taiyi_ray.data.answers.vocabulary import (
     CID,
@@ -19,7 +28,7 @@ from taiyi_ray.data.answers.vocabulary import (
     DEFAULT_LABEL_NAMES,
     DEFAULT_RELATION_TYPES,
 )
-from taiyi_ray.data.schema import Entity, Record, Relation, Turn
+from taiyi_ray.data.schema import Entity, Event, EventArgument, Record, Relation, Turn
 
 # The argument types of relation types whose schema is fixed (used to type predicted arguments).
 RELATION_ARGUMENT_TYPES = {CID: ("Chemical", "Disease")}
@@ -35,6 +44,9 @@ def answer_space(record: Record, entry: DatasetEntry) -> AnswerSpace:
     if relation_types is None and record.task == "re":
         relation_types = list(dict.fromkeys(relation.type for relation in record.relations))
     label_names = entry.label_names or DEFAULT_LABEL_NAMES.get(entry.format)
+    event_types = entry.event_types
+    if event_types is None and record.task == "ee":
+        event_types = list(dict.fromkeys(event.type for event in record.events))
     return AnswerSpace(
         task=record.task,
         language=record.language,
@@ -42,6 +54,7 @@ def answer_space(record: Record, entry: DatasetEntry) -> AnswerSpace:
         relation_types=tuple(relation_types) if relation_types is not None else None,
         label_names=tuple(label_names) if label_names is not None else None,
         choices=record.choices,
+        event_types=tuple(event_types) if event_types is not None else None,
     )
 
 
@@ -52,6 +65,8 @@ def gold_prediction(record: Record, space: AnswerSpace) -> Prediction:
         return Prediction(task, entities=_gold_entities(record, space.entity_types))
     if task == "re":
         return Prediction(task, relations=_gold_relations(record, space.relation_types))
+    if task == "ee":
+        return Prediction(task, events=_gold_events(record, space.event_types))
     if task in ("tc", "tc_multilabel", "text_pair"):
         labels = tuple(
             dict.fromkeys(canonical_text(label) for label in record.labels if canonical_text(label))
@@ -105,6 +120,34 @@ def _gold_relations(record: Record, types: Sequence[str] | None) -> tuple[tuple[
     return tuple(found)
 
 
+def _gold_events(record: Record, types: Sequence[str] | None) -> tuple[EventAnswer, ...]:
+    """Events by trigger position, then source order (types not offered left out); each argument an
+    entity's text or, for a nested event, its type and trigger text; empty texts and roles left out."""
+    named = {entity.id: ("", canonical_text(entity.text)) for entity in record.entities}
+    named |= {event.id: (event.type, canonical_text(event.trigger)) for event in record.events}
+    order = _type_order(types, [event.type for event in record.events])
+    kept = [
+        (event.trigger_offsets[0][0] if event.trigger_offsets else -1, index, event)
+        for index, event in enumerate(record.events)
+        if event.type in order
+    ]
+    found: dict[EventAnswer, None] = {}
+    for *_, event in sorted(kept, key=lambda item: item[:2]):
+        arguments = (
+            EventArgumentAnswer(
+                canonical_text(argument.role), named[argument.ref_id][1], named[argument.ref_id][0]
+            )
+            for argument in event.arguments
+        )
+        usable = (
+            argument for argument in arguments if argument.role and (argument.text or argument.event_type)
+        )
+        found.setdefault(
+            EventAnswer(event.type, canonical_text(event.trigger), tuple(dict.fromkeys(usable))), None
+        )
+    return tuple(found)
+
+
 def _argument_texts(record: Record) -> dict[str, str]:
     """Entity id -> its text; concept key -> the text of its representative mention.
 
@@ -146,6 +189,7 @@ def prediction_to_record(prediction: Prediction, gold: Record) -> Record:
                 type=relation_type, head_id=entity_id(head_type, head), tail_id=entity_id(tail_type, tail)
             )
         )
+    events = _predicted_events(prediction.events, entity_id)  # adds the entities its arguments name
     answer = prediction.answer
     if gold.choices and answer not in gold.choices:
         answer = None
@@ -169,10 +213,33 @@ def prediction_to_record(prediction: Prediction, gold: Record) -> Record:
         context=gold.context,
         entities=list(entities.values()),
         relations=relations,
+        events=events,
         labels=list(prediction.labels),
         answer=answer,
         turns=turns,
     )
+
+
+def _predicted_events(answers: Sequence[EventAnswer], entity_id: Callable[[str, str], str]) -> list[Event]:
+    """Predicted events as record events: ids E1.. in answer order; an entity argument names an untyped
+    entity of its text, a nested one the first event of its type and trigger (one without arguments is
+    added when the answer never lists it: the answer said such an event exists)."""
+    events = [
+        Event(id=f"E{index}", type=answer.type, trigger=answer.trigger)
+        for index, answer in enumerate(answers, 1)
+    ]
+    by_key: dict[tuple[str, str], str] = {}
+    for event in events:
+        by_key.setdefault((event.type, event.trigger), event.id)
+    for event, answer in zip(events[: len(answers)], answers, strict=True):
+        for argument in answer.arguments:
+            key = (argument.event_type, argument.text)
+            if argument.event_type and key not in by_key:
+                by_key[key] = f"E{len(events) + 1}"
+                events.append(Event(id=by_key[key], type=argument.event_type, trigger=argument.text))
+            ref = by_key[key] if argument.event_type else entity_id(UNTYPED, argument.text)
+            event.arguments.append(EventArgument(role=argument.role, ref_id=ref))
+    return events
 
 
 def parse_output(text: str, record: Record, entry: DatasetEntry) -> ParseResult:

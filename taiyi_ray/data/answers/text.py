@@ -21,6 +21,12 @@ PAIR_CLOSE = "]】"
 ENTITY_SPECIAL = ESCAPE + ITEM_SEPARATORS
 PAIR_ITEM_SPECIAL = ESCAPE + ITEM_SEPARATORS + PAIR_SEPARATORS + PAIR_OPEN + PAIR_CLOSE
 LABEL_SPECIAL = ESCAPE + ITEM_SEPARATORS
+EVENT_BAR = "|｜"
+ROUND_OPEN = "(（"
+ROUND_CLOSE = ")）"
+TRIGGER_SPECIAL = ESCAPE + EVENT_BAR
+ROLE_SPECIAL = ESCAPE + ITEM_SEPARATORS + COLONS
+NESTED_TYPE_SPECIAL = ESCAPE + ITEM_SEPARATORS + ROUND_OPEN
 
 NONE_WORDS = frozenset(
     {"none", "无", "null", "nil", "n/a", "没有", "无实体", "无关系", "not found", "no entity", "no entities"}
@@ -151,3 +157,54 @@ def find_pairs(text: str) -> tuple[list[tuple[str, str]], list[str]]:
             pairs.append((content[:comma], content[comma + 1 :]))
         position = find_unescaped(text, PAIR_OPEN, end + 1)
     return pairs, problems
+
+
+def write_argument(role: str, text: str, event_type: str, colon: str, brackets: str) -> str:
+    """`Role: argument` of an event line: an entity's text with `;` escaped and a closing bracket at its
+    very end too (it would read as a nested event), or a nested event `Type(trigger)` in `brackets`."""
+    written = escape(role, ROLE_SPECIAL, guard_none=False) + colon
+    if event_type:
+        inner = escape(text, ENTITY_SPECIAL, guard_none=False)
+        return (
+            written
+            + escape(event_type, NESTED_TYPE_SPECIAL, guard_none=False)
+            + brackets[0]
+            + inner
+            + brackets[1]
+        )
+    escaped = escape(text, ENTITY_SPECIAL)
+    return written + (
+        escaped[:-1] + ESCAPE + escaped[-1] if escaped.endswith(tuple(ROUND_CLOSE)) else escaped
+    )
+
+
+def read_argument(raw: str) -> tuple[str, str]:
+    """An event argument as written -> (text, nested event type): `Type(trigger)` with an unescaped
+    opening bracket after a non-empty type and an unescaped closing one at the very end is a nested
+    event (type "" for an entity's text)."""
+    value = raw.strip()
+    opening = find_unescaped(value, ROUND_OPEN)
+    closing = find_unescaped(value, ROUND_CLOSE, opening + 1) if opening > 0 else -1
+    while 0 <= closing < len(value) - 1:
+        closing = find_unescaped(value, ROUND_CLOSE, closing + 1)
+    if closing == len(value) - 1 and strip_item(value[:opening]):
+        return strip_item(value[opening + 1 : closing]), strip_item(value[:opening])
+    return strip_item(value), ""
+
+
+def read_event(rest: str) -> tuple[str, list[tuple[str, str, str]], list[str]]:
+    """`trigger | Role: argument; Role: argument` (a type line after its colon) -> the trigger, the
+    arguments as (role, text, nested event type), and problems met on the way. Arguments without a
+    role or text, and none-words (`Theme: None`), are left out."""
+    bar = find_unescaped(rest, EVENT_BAR)
+    arguments: list[tuple[str, str, str]] = []
+    problems: list[str] = []
+    for piece in split_unescaped(rest[bar + 1 :], ITEM_SEPARATORS) if bar >= 0 else []:
+        colon = find_unescaped(piece, COLONS)
+        if colon < 0:
+            problems += [f"argument without a role: {piece.strip()[:40]!r}"] if piece.strip() else []
+            continue
+        role, (text, event_type) = strip_item(piece[:colon]), read_argument(piece[colon + 1 :])
+        if role and (text or event_type) and not is_none_word(piece[colon + 1 :]):
+            arguments.append((role, text, event_type))
+    return strip_item(rest if bar < 0 else rest[:bar]), arguments, problems
