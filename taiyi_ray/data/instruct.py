@@ -7,12 +7,12 @@ several paraphrases per task and language (PromptCBLUE style; Taiyi used about 2
 used is chosen deterministically from (seed, dataset, record id), so a rerun builds the same samples.
 
 Long inputs (policy in `taiyi_ray.data.windows`): the passage is bounded by the entry's
-`max_input_chars` (default `DEFAULT_MAX_INPUT_CHARS` per language). For training, longer NER/RE
+`max_input_chars` (default `DEFAULT_MAX_INPUT_CHARS` per language). For training, longer NER/RE/EE
 documents are split into windows (one sample each); longer QA contexts and classification texts are
 cut. `build_prompt` never windows (an evaluation item must be scored whole) but cuts QA contexts and
-classification texts the same way; an NER/RE evaluation prompt carries the whole document.
+classification texts the same way; an NER/RE/EE evaluation prompt carries the whole document.
 
-Record fields per task: ner/re `text`; tc/tc_multilabel `text` + `labels`; text_pair `text` and
+Record fields per task: ner/re `text`; ee `text` (+ `entities` and `events`); tc/tc_multilabel `text` + `labels`; text_pair `text` and
 `context` (the second text) + `labels`; qa_yesno `question` + `context` + `answer`; qa_mc `question` +
 `choices` + `answer` (a key); qa_open `question` (+ `context`) + `answer`; translation `text` (in the
 record's language) + `answer` (in the other language); sts `text` + `context` (the second text) +
@@ -43,19 +43,20 @@ from taiyi_ray.data.answers import (
     serialise,
 )
 from taiyi_ray.data.schema import InstructionSample, Message, Record
-from taiyi_ray.data.windows import cut, window_record
+from taiyi_ray.data.windows import Windows, cut, window_record
 
 DEFAULT_MAX_INPUT_CHARS: dict[Language, int] = {"en": 2500, "zh": 700}
 """Characters of passage per prompt: about 600-700 Qwen2 tokens either way, which leaves room for the
 template and the answer within Taiyi's 1024-token samples."""
 
 TEMPLATE_TASKS: tuple[Task, ...] = (
-    "ner", "re", "tc", "tc_multilabel", "qa_yesno", "qa_mc", "qa_open", "translation", "text_pair", "sts",
-    "generation",
+    "ner", "re", "ee", "tc", "tc_multilabel", "qa_yesno", "qa_mc", "qa_open", "translation", "text_pair",
+    "sts", "generation",
 )  # fmt: skip
 PLACEHOLDERS: dict[Task, frozenset[str]] = {
     "ner": frozenset({"text", "entity_types"}),
     "re": frozenset({"text", "relation_types"}),
+    "ee": frozenset({"text", "event_types"}),
     "tc": frozenset({"text", "labels"}),
     "tc_multilabel": frozenset({"text", "labels"}),
     "qa_yesno": frozenset({"question", "context"}),
@@ -90,6 +91,7 @@ class BuildCounts:
     windowed: bool = False
     truncated: bool = False
     dropped_relations: int = 0
+    dropped_events: int = 0
     unlabelled: bool = False
 
 
@@ -155,10 +157,8 @@ def build_samples_counted(
         sample = _dialogue_sample(record)
         return ([sample] if sample else []), BuildCounts(samples=1 if sample else 0)
     limit = max_input_chars(entry, record.language)
-    pieces, dropped = [record], 0
-    if record.task in ("ner", "re"):
-        windows = window_record(record, limit)
-        pieces, dropped = windows.records, windows.dropped_relations
+    windows = window_record(record, limit) if record.task in ("ner", "re", "ee") else Windows([record])
+    pieces = windows.records
     samples, truncated = [], False
     for piece in pieces:
         space = answer_space(piece, entry)
@@ -173,7 +173,11 @@ def build_samples_counted(
             )
         )
     counts = BuildCounts(
-        samples=len(samples), windowed=len(pieces) > 1, truncated=truncated, dropped_relations=dropped
+        samples=len(samples),
+        windowed=windows.windowed,
+        truncated=truncated,
+        dropped_relations=windows.dropped_relations,
+        dropped_events=windows.dropped_events,
     )
     return samples, counts
 
@@ -227,6 +231,8 @@ def _values(record: Record, space: AnswerSpace, limit: int) -> tuple[dict[str, A
             relation_type_name(name, language) for name in space.relation_types or ()
         )
         return {"text": record.text, "relation_types": types}, False
+    if task == "ee":
+        return {"text": record.text, "event_types": _LIST_JOIN[language].join(space.event_types or ())}, False
     if task in ("tc", "tc_multilabel", "text_pair", "sts"):
         return _label_values(record, space, limit)
     if task == "generation":

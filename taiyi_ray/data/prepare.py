@@ -52,6 +52,7 @@ class DatasetReport:
     windowed: int = 0
     truncated: int = 0
     dropped_relations: int = 0
+    dropped_events: int = 0
     unlabelled: int = 0
     chars_mean: float = 0.0
     chars_p50: float = 0.0
@@ -233,6 +234,7 @@ def _write_samples(
             report.windowed += int(counts.windowed)
             report.truncated += int(counts.truncated)
             report.dropped_relations += counts.dropped_relations
+            report.dropped_events += counts.dropped_events
             report.unlabelled += int(counts.unlabelled)
             for sample in samples:
                 output.write(sample.model_dump_json() + "\n")
@@ -257,6 +259,7 @@ def _totals(reports: list[DatasetReport]) -> DatasetReport:
         "windowed",
         "truncated",
         "dropped_relations",
+        "dropped_events",
         "unlabelled",
     ):
         setattr(total, name, sum(getattr(report, name) for report in reports))

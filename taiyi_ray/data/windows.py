@@ -1,10 +1,11 @@
-"""The long-input policy: split long NER/RE documents into windows, cut long contexts.
+"""The long-input policy: split long NER/RE/EE documents into windows, cut long contexts.
 
 A training prompt holds at most `max_chars` characters of passage. For extraction tasks a longer
 document becomes several windows, each a record of its own (`{id}#w{k}`), cut at a sentence end
-(or a space) and never inside a mention; a window keeps the mentions inside it (offsets shifted) and
-the relations whose two ends are both in it (for concept-level relations: some mention of each concept).
-Relations that lose an end are counted. For QA and classification the context or text is cut at the
+(or a space) and never inside a mention or event trigger; a window keeps the mentions inside it
+(offsets shifted), the relations whose two ends are both in it (for concept-level relations: some
+mention of each concept), and the events whose trigger and every argument (entity or nested event) are
+in it. Relations that lose an end and events that lose their trigger or an argument are counted. For QA and classification the context or text is cut at the
 limit with an ellipsis instead: the answer does not depend on where the passage is cut as much as an
 extraction answer does, and there is only one question per record.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from taiyi_ray.data.schema import Entity, Record
+from taiyi_ray.data.schema import Event, Record
 
 ELLIPSIS = " …"
 _SENTENCE_END = re.compile(r"(?:[.!?;](?=\s)|[。！？；\n])")
@@ -22,10 +23,11 @@ _SENTENCE_END = re.compile(r"(?:[.!?;](?=\s)|[。！？；\n])")
 
 @dataclass(frozen=True)
 class Windows:
-    """The records a document became and how many of its relations no window could keep."""
+    """The records a document became and how many of its relations and events no window could keep."""
 
     records: list[Record]
     dropped_relations: int = 0
+    dropped_events: int = 0
 
     @property
     def windowed(self) -> bool:
@@ -36,7 +38,9 @@ def window_record(record: Record, max_chars: int) -> Windows:
     """Split `record` into windows of at most `max_chars` characters of text (see the module docstring)."""
     if len(record.text) <= max_chars:
         return Windows([record])
-    spans = _window_spans(record.text, record.entities, max_chars)
+    mentions = [span for entity in record.entities for span in entity.offsets or ()]
+    mentions += [span for event in record.events for span in event.trigger_offsets or ()]
+    spans = _window_spans(record.text, mentions, max_chars)
     windows = [_window(record, start, end, number) for number, (start, end) in enumerate(spans, start=1)]
     unique_kept = len(
         {
@@ -46,17 +50,22 @@ def window_record(record: Record, max_chars: int) -> Windows:
         }
     )
     total = len({(relation.type, relation.head_id, relation.tail_id) for relation in record.relations})
-    return Windows(windows, dropped_relations=max(total - unique_kept, 0))
+    kept_events = len({event.id for window in windows for event in window.events})
+    return Windows(
+        windows,
+        dropped_relations=max(total - unique_kept, 0),
+        dropped_events=len({event.id for event in record.events}) - kept_events,
+    )
 
 
-def _window_spans(text: str, entities: list[Entity], max_chars: int) -> list[tuple[int, int]]:
+def _window_spans(text: str, mentions: list[tuple[int, int]], max_chars: int) -> list[tuple[int, int]]:
     spans = []
     start = _skip_space(text, 0)
     while start < len(text):
         end = min(start + max_chars, len(text))
         if end < len(text):
             end = _cut_point(text, start, end)
-            end = _outside_mentions(entities, start, end)
+            end = _outside_mentions(mentions, start, end)
         spans.append((start, end))
         start = _skip_space(text, end)
     return spans
@@ -78,12 +87,11 @@ def _cut_point(text: str, start: int, end: int) -> int:
     return space if space > start else end
 
 
-def _outside_mentions(entities: list[Entity], start: int, end: int) -> int:
+def _outside_mentions(spans: list[tuple[int, int]], start: int, end: int) -> int:
     """Move `end` back before the mentions it would cut; forward past them when that empties the window.
 
     Each direction moves monotonically, so overlapping (nested) mentions cannot make it oscillate.
     """
-    spans = [span for entity in entities for span in entity.offsets or ()]
     back = end
     while crossing := [first for first, last in spans if first < back < last]:
         back = min(crossing)
@@ -114,9 +122,32 @@ def _window(record: Record, start: int, end: int, number: int) -> Record:
         for relation in record.relations
         if relation.head_id in present and relation.tail_id in present
     ]
-    return record.model_copy(
-        update={"id": f"{record.id}#w{number}", "text": text, "entities": entities, "relations": relations}
-    )
+    events = _window_events(record.events, start, end, text, {entity.id for entity in entities})
+    update = {"id": f"{record.id}#w{number}", "text": text, "entities": entities, "relations": relations}
+    return record.model_copy(update={**update, "events": events})
+
+
+def _window_events(events: list[Event], start: int, end: int, text: str, entity_ids: set[str]) -> list[Event]:
+    """The events whose trigger lies in [start, end) (offsets shifted) and whose every argument is an
+    entity of the window or an event kept here; dropping an event can drop the events nesting it."""
+    kept: dict[str, Event] = {}
+    for event in events:
+        if event.trigger_offsets is None:
+            if event.trigger in text:
+                kept[event.id] = event
+        elif all(start <= first and last <= end for first, last in event.trigger_offsets):
+            shifted = [(first - start, last - start) for first, last in event.trigger_offsets]
+            kept[event.id] = event.model_copy(update={"trigger_offsets": shifted})
+    while lost := [
+        key
+        for key, event in kept.items()
+        if any(
+            argument.ref_id not in entity_ids and argument.ref_id not in kept for argument in event.arguments
+        )
+    ]:
+        for key in lost:
+            del kept[key]
+    return list(kept.values())
 
 
 def cut(text: str, max_chars: int) -> tuple[str, bool]:

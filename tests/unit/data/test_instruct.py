@@ -19,11 +19,12 @@ from taiyi_ray.data.instruct import (
     gold_answer,
     templates,
 )
-from taiyi_ray.data.schema import Entity, Record, Relation, Turn
+from taiyi_ray.data.schema import Entity, Event, EventArgument, Record, Relation, Turn
 
 REQUIRED = {
     "ner": {"text", "entity_types"},
     "re": {"text", "relation_types"},
+    "ee": {"text", "event_types"},
     "tc": {"text", "labels"},
     "tc_multilabel": {"text", "labels"},
     "qa_yesno": {"question", "context"},
@@ -246,3 +247,106 @@ def test_generation_prompt_says_what_to_write_and_unlabelled_inputs_make_no_samp
     assert "请为下文拟一个标题。" in build_prompt(record, titled, seed=1)[0].content
     samples, counts = build_samples_counted(record.model_copy(update={"answer": None}), entry, seed=1)
     assert samples == [] and counts.unlabelled
+
+
+# -- event extraction --------------------------------------------------------------------------------
+
+ENTRY_EE = DatasetEntry(name="ge", format="unified_jsonl", uri="x", language="en", task="ee")
+
+
+def ge_record(sentences: list[str]) -> Record:
+    """Each sentence "X induces phosphorylation of Y." gives entities X, Y, a Phosphorylation of Y and
+    a Positive_regulation whose Theme is that Phosphorylation and Cause X."""
+    text, entities, events = "", [], []
+    for number, sentence in enumerate(sentences):
+        base = len(text)
+        cause, theme = sentence.split()[0], sentence.split()[-1].rstrip(".")
+        entities += [
+            Entity(id=f"T{number}a", type="Protein", text=cause, offsets=[(base, base + len(cause))]),
+            Entity(
+                id=f"T{number}b",
+                type="Protein",
+                text=theme,
+                offsets=[(base + sentence.index(theme), base + sentence.index(theme) + len(theme))],
+            ),
+        ]
+        induce, phosphorylation = base + sentence.index("induces"), base + sentence.index("phosphorylation")
+        events += [
+            Event(
+                id=f"E{number}p",
+                type="Phosphorylation",
+                trigger="phosphorylation",
+                trigger_offsets=[(phosphorylation, phosphorylation + 15)],
+                arguments=[EventArgument(role="Theme", ref_id=f"T{number}b")],
+            ),
+            Event(
+                id=f"E{number}r",
+                type="Positive_regulation",
+                trigger="induces",
+                trigger_offsets=[(induce, induce + 7)],
+                arguments=[
+                    EventArgument(role="Theme", ref_id=f"E{number}p"),
+                    EventArgument(role="Cause", ref_id=f"T{number}a"),
+                ],
+            ),
+        ]
+        text += sentence + " "
+    return Record(
+        id="7",
+        document_id="7",
+        dataset="ge",
+        language="en",
+        task="ee",
+        text=text.rstrip(),
+        entities=entities,
+        events=events,
+    )
+
+
+def test_ee_sample_answer_and_prompt() -> None:
+    record = ge_record(["TNF induces phosphorylation of TRAF2."])
+    (sample,) = build_samples(record, ENTRY_EE, seed=1)
+    assert sample.messages[-1].content == (
+        "Positive_regulation: induces | Theme: Phosphorylation(phosphorylation); Cause: TNF\n"
+        "Phosphorylation: phosphorylation | Theme: TRAF2"
+    )
+    prompt = sample.messages[0].content
+    assert record.text in prompt and "Phosphorylation, Positive_regulation" in prompt  # record order
+    zh = record.model_copy(update={"language": "zh"})
+    (sample_zh,) = build_samples(zh, ENTRY_EE.model_copy(update={"language": "zh"}), seed=1)
+    assert sample_zh.messages[-1].content.startswith("Positive_regulation：induces｜Theme：Phosphorylation（")
+    assert "事件" in sample_zh.messages[0].content
+
+
+def test_long_ee_documents_window_and_count_the_events_they_lose() -> None:
+    sentences = [f"P{n}x induces phosphorylation of Q{n}y." for n in range(8)]
+    record = ge_record(sentences)
+    # a cross-sentence event: a Binding of the first and the last protein can sit in no window
+    binding = Event(
+        id="B1",
+        type="Binding",
+        trigger="induces",
+        trigger_offsets=record.events[1].trigger_offsets,
+        arguments=[EventArgument(role="Theme", ref_id="T0b"), EventArgument(role="Theme2", ref_id="T7b")],
+    )
+    nesting = Event(
+        id="R1",
+        type="Regulation",
+        trigger="induces",
+        trigger_offsets=record.events[1].trigger_offsets,
+        arguments=[EventArgument(role="Theme", ref_id="B1")],
+    )
+    record = record.model_copy(update={"events": [*record.events, binding, nesting]})
+    entry = ENTRY_EE.model_copy(update={"max_input_chars": 90})
+    samples, counts = build_samples_counted(record, entry, seed=0)
+    assert counts.windowed and counts.samples == len(samples) > 1
+    assert counts.dropped_events == 2  # the Binding, and the Regulation nesting it
+    found = set()
+    for sample in samples:
+        found |= set(parse_with(sample.messages[-1].content, answer_space(record, entry)).prediction.events)
+    assert found == set(gold_prediction(record, answer_space(record, entry)).events) - {
+        event
+        for event in gold_prediction(record, answer_space(record, entry)).events
+        if event.type in ("Binding", "Regulation")
+    }
+    assert len(found) == 16

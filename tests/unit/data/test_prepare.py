@@ -202,3 +202,37 @@ def test_prepare_command_prints_the_table_and_a_json_line(
     args.overrides = ["data.on_error=sometimes"]
     assert prepare_command(args) == 1
     assert "data.on_error" in capsys.readouterr().err
+
+
+def test_an_ee_entry_builds_samples_with_the_event_answer(tmp_path: Path, write) -> None:
+    record = {
+        "id": "PMID-1",
+        "document_id": "PMID-1",
+        "dataset": "ge",
+        "language": "en",
+        "task": "ee",
+        "text": "TNF induces phosphorylation of TRAF2.",
+        "entities": [
+            {"id": "T1", "type": "Protein", "text": "TNF", "offsets": [[0, 3]]},
+            {"id": "T2", "type": "Protein", "text": "TRAF2", "offsets": [[31, 36]]},
+        ],
+        "events": [
+            {"id": "E1", "type": "Phosphorylation", "trigger": "phosphorylation", "trigger_offsets": [[12, 27]],
+             "arguments": [{"role": "Theme", "ref_id": "T2"}]},
+            {"id": "E2", "type": "Positive_regulation", "trigger": "induces", "trigger_offsets": [[4, 11]],
+             "arguments": [{"role": "Theme", "ref_id": "E1"}, {"role": "Cause", "ref_id": "T1"}]},
+        ],
+    }  # fmt: skip
+    entry = DatasetEntry(
+        name="ge", format="unified_jsonl", uri=write("ge.jsonl", json.dumps(record)), language="en", task="ee"
+    )
+    result = prepare_samples(
+        Catalogue(name="c", datasets=[entry]), DataConfig(catalogue="c.yaml"), Storage(), str(tmp_path / "o")
+    )
+    (report,) = result.datasets
+    assert (report.records, report.samples, report.dropped_events) == (1, 1, 0)
+    (sample,) = read_samples(result.sample_files["stage1"][0])
+    assert sample.messages[-1].content == (
+        "Positive_regulation: induces | Theme: Phosphorylation(phosphorylation); Cause: TNF\n"
+        "Phosphorylation: phosphorylation | Theme: TRAF2"
+    )
