@@ -9,10 +9,12 @@
 
 `taiyi-ray eval score`: score a prediction file against a gold file (DESIGN.md contract).
 
-`taiyi-ray eval score --task {ner,re,tc,tc_multilabel,qa,...} --gold G.jsonl --pred P.jsonl [--strict-spans] --json`
+`taiyi-ray eval score --task {ner,re,ee,tc,tc_multilabel,qa,...} --gold G.jsonl --pred P.jsonl [--strict-spans] --json`
 prints `{"precision": p, "recall": r, "f1": f, "accuracy": a, "n": n}` (fractions 0..1, null where a
-metric does not apply); the text tasks (qa_open, generation, translation, dialogue) add `rouge_l`,
-`bleu`, `chrf`, `distinct_2`, and sts `pearson`, `spearman`, `unparsed` (`taiyi_ray.eval.text_metrics`). Both files hold unified records; an evaluation run's `predictions/SET.jsonl`
+metric does not apply), then a task's own metrics: ee `argument_precision`, `argument_recall`,
+`argument_f1`; the text tasks (qa_open, generation, translation, dialogue) `rouge_l`, `bleu`, `chrf`,
+`distinct_2`; sts `pearson`, `spearman`, `unparsed` (`taiyi_ray.eval.text_metrics`). Both files hold
+unified records; an evaluation run's `predictions/SET.jsonl`
 and `gold/SET.jsonl` are read directly. Exit status 2 when a file cannot be read or scored.
 """
 

@@ -43,9 +43,10 @@ def trivial_baselines(task: ScoreTask, metric: str, items: Sequence[EvalItem]) -
 
 
 def _majority_guess(task: ScoreTask, gold: Sequence[Record], record: Record) -> Record:
-    empty = record.model_copy(
-        update={"entities": [], "relations": [], "labels": [], "answer": None, "turns": []}
-    )
+    nothing: dict[str, object] = {
+        "entities": [], "relations": [], "events": [], "labels": [], "answer": None, "turns": [],
+    }  # fmt: skip
+    empty = record.model_copy(update=nothing)
     if task == "tc":
         label = Counter(item.labels[0] for item in gold if item.labels).most_common(1)[0][0]
         return empty.model_copy(update={"labels": [label]})
@@ -56,7 +57,7 @@ def _majority_guess(task: ScoreTask, gold: Sequence[Record], record: Record) -> 
     if task == "qa":
         answer = Counter(item.answer for item in gold if item.answer is not None).most_common(1)[0][0]
         return empty.model_copy(update={"answer": answer})
-    return empty  # ner, re: predicting nothing
+    return empty  # ner, re, ee: predicting nothing
 
 
 def _random_chance(task: ScoreTask, items: Sequence[EvalItem]) -> float | None:

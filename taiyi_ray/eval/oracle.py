@@ -5,7 +5,7 @@ so 100.0 on every set checks converter, serialiser, parser and scorer end to end
 
 `--oracle-noise P` corrupts k = floor(P * n + 0.5) items of a set of n, chosen with a seeded RNG
 (seed, set name). The j-th chosen item (j = 0, 1, ...) gets, alternately:
-- j even, a *wrong* answer that parses: another option / yes-no-maybe value / label, or for NER, RE
+- j even, a *wrong* answer that parses: another option / yes-no-maybe value / label, or for NER, RE, EE
   and multi-label sets one spurious unit that no gold has (text `NOISE_TEXT`, or a label not among the
   item's gold labels) in place of the gold ones;
 - j odd, an *empty* output, which no parser reads: the item is counted unparsed.
@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from taiyi_ray.data.answers import YES_NO_MAYBE, Prediction, serialise
+from taiyi_ray.data.answers import YES_NO_MAYBE, EventAnswer, Prediction, serialise
 from taiyi_ray.eval.generation_types import RawOutput
 from taiyi_ray.eval.sets import EvalItem, EvalSet
 
@@ -71,6 +71,9 @@ def wrong_answer(item: EvalItem, rng: random.Random) -> str:
     elif task == "re":
         relation_type = space.relation_types[0] if space.relation_types else "related"
         prediction = Prediction(task, relations=((relation_type, NOISE_TEXT, NOISE_TEXT),))
+    elif task == "ee":
+        event_type = space.event_types[0] if space.event_types else "event"
+        prediction = Prediction(task, events=(EventAnswer(event_type, NOISE_TEXT),))
     else:
         raise ValueError(f"record {record.id!r}: no wrong answer is defined for task {task!r}")
     return serialise(prediction, space)

@@ -8,6 +8,10 @@
   MeSH ids) is one gold unit per concept pair; a predicted pair is right when its head and tail texts
   match any mention of the two concepts in that document, and each gold concept pair counts once
   (a prediction naming the same pair by other mentions adds neither a hit nor a false positive).
+- ee: micro P/R/F1 over events (document, type, trigger, {(role, argument)}) and, as the extra
+  metrics `argument_precision/recall/f1`, over arguments (document, type, trigger, role, argument);
+  texts case-folded as in RE, an argument that is a nested event compared by that event's type and
+  trigger (a predicted event is right only with exactly the gold arguments).
 - tc_multilabel: micro P/R/F1 over (item, label), `none` a label like any other (HoC); accuracy is
   the exact-match share of items.
 - tc: micro P/R/F1 over (item, label) where an item without exactly one predicted label counts as one
@@ -41,13 +45,14 @@ from taiyi_ray.eval.text_metrics import (
 )
 
 ScoreTask = Literal[
-    "ner", "re", "tc", "tc_multilabel", "qa", "qa_open", "generation", "translation", "sts", "dialogue"
+    "ner", "re", "ee", "tc", "tc_multilabel", "qa", "qa_open", "generation", "translation", "sts", "dialogue"
 ]
 TEXT_TASKS: tuple[ScoreTask, ...] = ("qa_open", "generation", "translation", "sts", "dialogue")
-SCORE_TASKS: tuple[ScoreTask, ...] = ("ner", "re", "tc", "tc_multilabel", "qa", *TEXT_TASKS)
+SCORE_TASKS: tuple[ScoreTask, ...] = ("ner", "re", "ee", "tc", "tc_multilabel", "qa", *TEXT_TASKS)
 SCORE_TASK_OF: dict[Task, ScoreTask] = {
     "ner": "ner",
     "re": "re",
+    "ee": "ee",
     "tc": "tc",
     "text_pair": "tc",
     "tc_multilabel": "tc_multilabel",
@@ -84,6 +89,8 @@ class Score:
     false_negatives: int = 0
     correct: int | None = None
     text: TextScore | None = None
+    extra_metrics: tuple[tuple[str, float | None], ...] = ()
+    """Further named metrics of the task (ee: `argument_f1` ...), shown by `as_dict` after `n`."""
 
     @property
     def precision(self) -> float | None:
@@ -110,19 +117,23 @@ class Score:
         return None if self.correct is None else _ratio(self.correct, self.n)
 
     def metric(self, name: str) -> float | None:
-        """The catalogue's `metric` as a fraction: micro_f1 or accuracy, or a text metric of text tasks."""
+        """The catalogue's `metric` as a fraction: micro_f1 or accuracy, an extra metric of the task
+        (ee: argument_f1 ...), or a text metric of the text tasks."""
         named_text_metric = name in TEXT_METRICS + SCORE_METRICS
         if self.text is not None or named_text_metric:
             value = self.text.metric(name) if self.text is not None and named_text_metric else None
             if value is None:
                 raise ScoringError(f"metric {name!r} does not apply to task {self.task!r}")
             return value
+        extras = dict(self.extra_metrics)
         if name == "micro_f1":
             return self.f1 if self.task != "qa" else self.accuracy
         if name == "accuracy":
             return self.accuracy if self.correct is not None else self.f1
+        if name in extras:
+            return extras[name]
         raise ScoringError(
-            f"unknown metric {name!r}: expected one of micro_f1, accuracy, {TEXT_METRICS + SCORE_METRICS}"
+            f"unknown metric {name!r}: expected one of micro_f1, accuracy, {[*extras, *TEXT_METRICS, *SCORE_METRICS]}"
         )
 
     def as_dict(self) -> dict[str, float | int | None]:
@@ -133,6 +144,7 @@ class Score:
             "f1": self.f1,
             "accuracy": self.accuracy,
             "n": self.n,
+            **dict(self.extra_metrics),
         } | (self.text.as_dict() if self.text is not None else {})
 
 
@@ -176,6 +188,8 @@ def score_records(
         return _score_entities(gold, predicted, strict_spans)
     if task == "re":
         return _score_relations(gold, predicted)
+    if task == "ee":
+        return _score_events(gold, predicted)
     if task == "tc_multilabel":
         return _score_multilabel(gold, predicted)
     if task == "tc":
@@ -331,6 +345,60 @@ def _one_name(names: dict[str, set[str]], key: str) -> Iterable[str]:
     """A predicted argument's name: an entity's text, or a concept key itself."""
     found = names.get(key, set())
     return [key.casefold()] if key.casefold() in found else sorted(found)
+
+
+# -- EE ----------------------------------------------------------------------------------------------
+
+_EventUnit = tuple[str, str, str, frozenset[tuple[str, str, str]]]
+"""(document, type, folded trigger, {(role, nested event type or "", folded argument text)})."""
+
+
+def _score_events(gold: Sequence[Record], predicted: Mapping[str, Record]) -> ScoredSet:
+    gold_events: set[_EventUnit] = set()
+    predicted_events: set[_EventUnit] = set()
+    for record in gold:
+        gold_events |= _event_units(record, record.document_id)
+        guess = predicted.get(record.id)
+        if guess is not None:
+            predicted_events |= _event_units(guess, record.document_id)
+    gold_arguments, predicted_arguments = _argument_units(gold_events), _argument_units(predicted_events)
+    found = len(gold_arguments & predicted_arguments)
+    arguments = Score("ee", len(gold), found, len(predicted_arguments) - found, len(gold_arguments) - found)
+    extra = (
+        ("argument_precision", arguments.precision),
+        ("argument_recall", arguments.recall),
+        ("argument_f1", arguments.f1),
+    )
+    hits = gold_events & predicted_events
+    missed, wrong = gold_events - hits, predicted_events - hits
+    score = Score("ee", len(gold), len(hits), len(wrong), len(missed), extra_metrics=extra)
+    return ScoredSet(score, Counter(map(_describe_event, wrong)), Counter(map(_describe_event, missed)))
+
+
+def _event_units(record: Record, document: str) -> set[_EventUnit]:
+    names = {entity.id: ("", _fold(entity.text)) for entity in record.entities}
+    names |= {event.id: (event.type, _fold(event.trigger)) for event in record.events}
+    return {
+        (
+            document,
+            event.type,
+            _fold(event.trigger),
+            frozenset((argument.role, *names[argument.ref_id]) for argument in event.arguments),
+        )
+        for event in record.events
+    }
+
+
+def _argument_units(events: set[_EventUnit]) -> set[tuple[str, ...]]:
+    return {(*event[:3], *argument) for event in events for argument in event[3]}
+
+
+def _describe_event(unit: _EventUnit) -> str:
+    """`Type: trigger | Role: text; Role: Type(trigger)`, as the answer format writes an event."""
+    arguments = sorted(
+        f"{role}: {kind}({text})" if kind else f"{role}: {text}" for role, kind, text in unit[3]
+    )
+    return f"{unit[1]}: {unit[2]}" + (f" | {'; '.join(arguments)}" if arguments else "")
 
 
 # -- classification and QA ---------------------------------------------------------------------------
