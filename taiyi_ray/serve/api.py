@@ -80,6 +80,10 @@ def _task_routes(app: FastAPI, service: Service) -> None:
     async def relations(request: tasks.RERequest) -> tasks.TaskResponse:
         return await run_task(service, "re", request)
 
+    @app.post("/v1/tasks/ee", response_model=tasks.TaskResponse, responses=errors)
+    async def events(request: tasks.EERequest) -> tasks.TaskResponse:
+        return await run_task(service, "ee", request)
+
     @app.post("/v1/tasks/tc", response_model=tasks.TaskResponse, responses=errors)
     async def labels(request: tasks.TCRequest) -> tasks.TaskResponse:
         return await run_task(service, "tc", request)

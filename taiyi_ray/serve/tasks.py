@@ -1,14 +1,15 @@
-"""`POST /v1/tasks/{ner,re,tc,qa}`: biomedical questions in, structured answers out.
+"""`POST /v1/tasks/{ner,re,ee,tc,qa}`: biomedical questions in, structured answers out.
 
 The request becomes a unified `Record` plus a `DatasetEntry` naming its answer space, so the prompt is
 built by the data package's own bilingual templates (`instruct.build_prompt`, the ones the model was
 trained on) and the output is read by its own parser (`answers.parse_with`), exactly as evaluation does.
 Entities come back with every character span where their text occurs in the input (matched verbatim,
 whitespace-insensitively, then case-insensitively); a generated mention that is not in the input has no
-spans.
+spans. Events come back the same way: the trigger's spans, and each argument's (an entity's text, or a
+nested event's trigger with its `event_type`).
 
 Default answer spaces when a request names none: NER en `Chemical, Disease` (BC5CDR), zh the CMeEE types;
-RE en `CID` (BC5CDR), zh the CMeIE predicates. Classification needs its `labels`.
+RE en `CID` (BC5CDR), zh the CMeIE predicates; EE the nine GENIA (BioNLP-ST 2011 GE) event types. Classification needs its `labels`.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from taiyi_ray.config.data import DatasetEntry, Language, Task
-from taiyi_ray.data.answers import ParseResult, answer_space, parse_with
+from taiyi_ray.data.answers import GENIA_EVENT_TYPES, EventAnswer, ParseResult, answer_space, parse_with
 from taiyi_ray.data.schema import Record
 from taiyi_ray.serve.errors import APIError
 
-TASKS: tuple[str, ...] = ("ner", "re", "tc", "qa")
+TASKS: tuple[str, ...] = ("ner", "re", "ee", "tc", "qa")
 _DEFAULT_FORMATS: dict[tuple[str, Language], str] = {
     ("ner", "en"): "pubtator_cdr",
     ("ner", "zh"): "cmeee",
@@ -57,6 +58,13 @@ class RERequest(_TaskRequest):
     )
 
 
+class EERequest(_TaskRequest):
+    text: str = Field(min_length=1)
+    event_types: list[str] | None = Field(
+        None, min_length=1, description="Default: the GENIA event types (Phosphorylation, Binding, ...)."
+    )
+
+
 class TCRequest(_TaskRequest):
     text: str = Field(min_length=1)
     labels: list[str] = Field(min_length=1, description="The label set to choose from.")
@@ -74,7 +82,7 @@ class QARequest(_TaskRequest):
     )
 
 
-TaskRequest = NERRequest | RERequest | TCRequest | QARequest
+TaskRequest = NERRequest | RERequest | EERequest | TCRequest | QARequest
 
 
 class EntityOut(BaseModel):
@@ -91,12 +99,27 @@ class RelationOut(BaseModel):
     tail: str
 
 
+class EventArgumentOut(BaseModel):
+    role: str
+    text: str = Field(description="An entity's text, or the trigger of the nested event named by event_type.")
+    event_type: str | None = Field(None, description="Set when the argument is itself an event.")
+    offsets: list[tuple[int, int]] = Field(description="[start, end) spans of the text in the input.")
+
+
+class EventOut(BaseModel):
+    type: str
+    trigger: str
+    offsets: list[tuple[int, int]] = Field(description="[start, end) spans of the trigger in the input.")
+    arguments: list[EventArgumentOut]
+
+
 class TaskResponse(BaseModel):
     task: str
     model: str
     language: Language
     entities: list[EntityOut] | None = None
     relations: list[RelationOut] | None = None
+    events: list[EventOut] | None = None
     labels: list[str] | None = None
     answer: str | None = None
     answer_text: str | None = Field(None, description="The chosen option's text (multiple choice).")
@@ -132,6 +155,9 @@ def build_record(task: str, request: TaskRequest) -> tuple[Record, DatasetEntry]
         entity_types=getattr(request, "entity_types", None),
         relation_types=getattr(request, "relation_types", None),
         label_names=getattr(request, "labels", None),
+        event_types=(request.event_types or list(GENIA_EVENT_TYPES))
+        if isinstance(request, EERequest)
+        else None,
     )
     fields: dict[str, object] = {"text": getattr(request, "text", "")}
     if isinstance(request, QARequest):
@@ -180,6 +206,8 @@ def structure(
         fields["relations"] = [
             RelationOut(type=kind, head=head, tail=tail) for kind, head, tail in prediction.relations
         ]
+    elif task == "ee":
+        fields["events"] = [_event_out(event, record.text) for event in prediction.events]
     elif task == "tc":
         fields["labels"] = list(prediction.labels)
     else:
@@ -187,3 +215,18 @@ def structure(
         if record.choices and prediction.answer in record.choices:
             fields["answer_text"] = record.choices[prediction.answer]
     return fields
+
+
+def _event_out(event: EventAnswer, text: str) -> EventOut:
+    arguments = [
+        EventArgumentOut(
+            role=argument.role,
+            text=argument.text,
+            event_type=argument.event_type or None,
+            offsets=find_spans(text, argument.text),
+        )
+        for argument in event.arguments
+    ]
+    return EventOut(
+        type=event.type, trigger=event.trigger, offsets=find_spans(text, event.trigger), arguments=arguments
+    )

@@ -117,6 +117,12 @@ LITCOVID_TOPICS: tuple[str, ...] = (
 )  # fmt: skip
 
 PUBTATOR_CDR_TYPES: tuple[str, ...] = ("Chemical", "Disease")
+
+# The nine event types of the BioNLP-ST 2011 GENIA event task (GE11), the served default for ee.
+GENIA_EVENT_TYPES: tuple[str, ...] = (
+    "Gene_expression", "Transcription", "Protein_catabolism", "Phosphorylation", "Localization", "Binding",
+    "Regulation", "Positive_regulation", "Negative_regulation",
+)  # fmt: skip
 CID = "CID"
 
 # Relation type -> display name per language (types absent here are shown as they are).

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from taiyi_ray.data import instruct
-from taiyi_ray.data.schema import Entity, Record, Relation
+from taiyi_ray.data.schema import Entity, Event, EventArgument, Record, Relation
 from taiyi_ray.serve import tasks as t
 from taiyi_ray.serve.errors import APIError
 
@@ -128,3 +128,53 @@ def test_find_spans_finds_any_substring(text: str, data: st.DataObject) -> None:
         )
     else:
         assert spans == []
+
+
+def test_events_come_back_with_trigger_and_argument_spans() -> None:
+    text = "TNF induces phosphorylation of TRAF2; TRAF2 phosphorylation follows."
+    request = t.EERequest(text=text)
+    record, entry = t.build_record("ee", request)
+    prompt = instruct.build_prompt(record, entry, seed=0)[-1].content
+    assert record.task == "ee" and text in prompt and "Positive_regulation" in prompt  # GENIA by default
+    gold = with_gold(
+        record,
+        entities=[
+            Entity(id="T1", type="Protein", text="TNF", offsets=[(0, 3)]),
+            Entity(id="T2", type="Protein", text="TRAF2", offsets=[(31, 36)]),
+        ],
+        events=[
+            Event(id="E1", type="Phosphorylation", trigger="phosphorylation", trigger_offsets=[(12, 27)],
+                  arguments=[EventArgument(role="Theme", ref_id="T2")]),
+            Event(id="E2", type="Positive_regulation", trigger="induces", trigger_offsets=[(4, 11)],
+                  arguments=[EventArgument(role="Theme", ref_id="E1"), EventArgument(role="Cause", ref_id="T1")]),
+        ],
+    )  # fmt: skip
+    fields = t.structure("ee", request, record, entry, instruct.gold_answer(gold, entry))
+    assert fields["parsed"] is True
+    regulation, phosphorylation = fields["events"]
+    assert (regulation.type, regulation.trigger, regulation.offsets) == (
+        "Positive_regulation",
+        "induces",
+        [(4, 11)],
+    )
+    assert [(a.role, a.text, a.event_type, a.offsets) for a in regulation.arguments] == [
+        ("Theme", "phosphorylation", "Phosphorylation", [(12, 27), (44, 59)]),
+        ("Cause", "TNF", None, [(0, 3)]),
+    ]
+    assert phosphorylation.offsets == [(12, 27), (44, 59)]
+    assert [(a.role, a.text, a.offsets) for a in phosphorylation.arguments] == [
+        ("Theme", "TRAF2", [(31, 36), (38, 43)])
+    ]
+
+
+def test_chinese_events_with_offered_types_and_unreadable_output() -> None:
+    text = "肿瘤坏死因子诱导蛋白磷酸化。"
+    request = t.EERequest(text=text, language="zh", event_types=["磷酸化"])
+    record, entry = t.build_record("ee", request)
+    assert "磷酸化" in instruct.build_prompt(record, entry, seed=0)[-1].content
+    fields = t.structure("ee", request, record, entry, "磷酸化：磷酸化｜主体：蛋白")
+    ((event,),) = [fields["events"]]
+    assert (event.type, event.trigger, event.offsets) == ("磷酸化", "磷酸化", [(10, 13)])
+    assert [(a.role, a.text, a.offsets) for a in event.arguments] == [("主体", "蛋白", [(8, 10)])]
+    unreadable = t.structure("ee", request, record, entry, "我不知道")
+    assert unreadable["parsed"] is False and unreadable["events"] == [] and unreadable["problems"]
