@@ -66,6 +66,8 @@ def entry_problems(entry: DatasetEntry) -> list[tuple[str, str]]:
         problems.append(
             ("entity_types", f"only NER/RE entries take entity_types, this one is {entry.task!r}")
         )
+    if entry.event_types is not None and entry.task != "ee":
+        problems.append(("event_types", f"only EE entries take event_types, this one is {entry.task!r}"))
     return problems
 
 

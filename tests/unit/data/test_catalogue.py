@@ -113,6 +113,13 @@ def test_task_vocabulary_and_schema_errors(tmp_path: Path) -> None:
         ConfigError, match=r"types \['Gene'\] are not pubtator_cdr types \['Chemical', 'Disease'\]"
     ):
         load_catalogue(write_catalogue(tmp_path, wrong_types))
+    events_on_ner = wrong_types.replace("entity_types: [Gene]", "event_types: [Binding]")
+    with pytest.raises(
+        ConfigError, match=r"event_types \(cdr\): only EE entries take event_types, this one is 'ner'"
+    ):
+        load_catalogue(write_catalogue(tmp_path, events_on_ner))
+    ee = "  - name: ge\n    format: unified_jsonl\n    uri: y\n    language: en\n    task: ee\n    event_types: [Binding]\n"
+    assert load_catalogue(write_catalogue(tmp_path, ee)).datasets[1].event_types == ["Binding"]
     no_uri = "  - name: nouri\n    format: cmeee\n    language: zh\n    task: ner\n    stage: 3\n"
     with pytest.raises(ConfigError) as caught:
         load_catalogue(write_catalogue(tmp_path, no_uri))
