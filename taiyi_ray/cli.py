@@ -117,9 +117,10 @@ def _run_coverage(args: argparse.Namespace) -> int:
     """`taiyi-ray data coverage`: per task family, datasets and covered ones; then what is missing."""
     from taiyi_ray.config.loader import ConfigError
     from taiyi_ray.data.catalogue import coverage, load_inventory
+    from taiyi_ray.eval.scoring import SCORE_TASK_OF
 
     try:
-        report = coverage(load_inventory(args.catalogue))
+        report = coverage(load_inventory(args.catalogue), SCORE_TASK_OF)
     except (ConfigError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -15,6 +15,7 @@ that task has prompts (templates; dialogue brings its own turns), an answer pars
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Collection
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
@@ -115,14 +116,17 @@ def inventory_path(path: str | None) -> str:
     return str(Path(__file__).resolve().parents[2] / DEFAULT_INVENTORY)
 
 
-def coverage(inventory: Inventory) -> CoverageReport:
-    """Which datasets of `inventory` taiyi-ray reads, prompts, parses and scores (see the module docstring)."""
+def coverage(inventory: Inventory, scored_tasks: Collection[str]) -> CoverageReport:
+    """Which datasets of `inventory` taiyi-ray reads, prompts, parses and scores (see the module docstring).
+
+    `scored_tasks`: the tasks the evaluation layer scores (`taiyi_ray.eval.scoring.SCORE_TASK_OF`),
+    handed in by the caller because the data layer does not import the evaluation layer."""
     totals: Counter[str] = Counter()
     covered: Counter[str] = Counter()
     uncovered = []
     for entry in inventory.datasets:
         totals[entry.family] += 1
-        reason = missing_piece(entry)
+        reason = missing_piece(entry, scored_tasks)
         if reason is None:
             covered[entry.family] += 1
         else:
@@ -140,10 +144,8 @@ def coverage(inventory: Inventory) -> CoverageReport:
     )
 
 
-def missing_piece(entry: InventoryEntry) -> str | None:
+def missing_piece(entry: InventoryEntry, scored_tasks: Collection[str]) -> str | None:
     """Why `entry` is not covered (the first missing piece), or None when it is."""
-    from taiyi_ray.eval.scoring import SCORE_TASK_OF
-
     if entry.format is None:
         return "no converter reads its distribution" + (f" ({entry.note})" if entry.note else "")
     if entry.format not in FORMATS:
@@ -154,7 +156,7 @@ def missing_piece(entry: InventoryEntry) -> str | None:
         return f"task {entry.task!r} has no templates"
     if entry.task not in PARSED_TASKS:
         return f"task {entry.task!r} has no answer parser"
-    if entry.task not in SCORE_TASK_OF:
+    if entry.task not in scored_tasks:
         return f"task {entry.task!r} has no scorer"
     return None
 

@@ -12,7 +12,8 @@ Modules, one idea each:
   `AnswerSpace` (the answer space: task, language, types, labels, choices, event types), `serialise`
   (prediction -> text), `parse` / `parse_with` (text -> `ParseResult`).
 - `text`: character-level rules the format round-trips by: escaping, splitting on unescaped
-  separators, none-words, label clean-up, `canonical_text` (the form items are compared in).
+  separators, none-words, label clean-up, `canonical_text` (the form items are compared in), and
+  finding answers in free output (`answer_segment`, `match_names`).
 - `vocabulary`: the source formats' label vocabularies (entity types, relation types, class labels)
   and the display names codes are written as (CMeEE `dis` -> 疾病).
 - `records`: between unified `Record`s and answers: a record's answer space (`answer_space`), its gold

@@ -54,7 +54,7 @@ from taiyi_ray.data.answers.vocabulary import (
 
 LABEL_TASKS: tuple[Task, ...] = ("tc", "tc_multilabel", "text_pair")
 FREE_TEXT_TASKS: tuple[Task, ...] = ("qa_open", "translation", "generation", "dialogue")
-PARSED_TASKS: tuple[Task, ...] = ("ner", "re", *LABEL_TASKS, "qa_yesno", "qa_mc", "sts", *FREE_TEXT_TASKS)
+PARSED_TASKS: tuple[Task, ...] = ("ner", "re", "ee", *LABEL_TASKS, "qa_yesno", "qa_mc", "sts", *FREE_TEXT_TASKS)
 """The tasks `parse_with` reads; any other task is refused (ValueError) rather than read as free text."""
 _PREFIX = {
     "answer": {"en": "Answer", "zh": "答案"},
@@ -392,18 +392,8 @@ def _parse_events(text: str, space: AnswerSpace) -> ParseResult:
     return ParseResult(Prediction("ee", events=tuple(found)), True, tuple(problems))
 
 
-def _answer_segment(text: str, words: frozenset[str]) -> str:
-    """The text after the first `Answer:`-like prefix (any line), or the whole text when there is none."""
-    for index, line in enumerate(text.splitlines()):
-        split = answer_text.split_label(line)
-        if split and answer_text.label_key(split[0]) in words:
-            rest = split[1].strip()
-            return rest or "\n".join(text.splitlines()[index + 1 :])
-    return text
-
-
 def _parse_labels(text: str, space: AnswerSpace) -> ParseResult:
-    segment = _answer_segment(text, _LABEL_WORDS)
+    segment = answer_text.answer_segment(text, _LABEL_WORDS)
     single = space.task != "tc_multilabel"
     if space.label_names is None:
         first_line = next(iter(_lines(segment)), "")
@@ -417,7 +407,7 @@ def _parse_labels(text: str, space: AnswerSpace) -> ParseResult:
         ok = bool(labels) or answer_text.is_none_word(segment)
         prediction = Prediction(space.task, labels=labels[:1] if single else labels)
         return ParseResult(prediction, ok, () if ok else ("no label found",))
-    found, leftovers = _match_names(answer_text.unescape(segment), space.label_names)
+    found, leftovers = answer_text.match_names(answer_text.unescape(segment), space.label_names)
     problems = tuple(f"not a known label: {piece!r}" for piece in leftovers[:3])
     if not found:
         if answer_text.is_none_word(segment) and "none" not in {
@@ -433,40 +423,12 @@ def _parse_labels(text: str, space: AnswerSpace) -> ParseResult:
     return ParseResult(Prediction(space.task, labels=labels[:1] if single else labels), True, problems)
 
 
-def _match_names(segment: str, names: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Known names found in `segment` (in text order, longest match first) and the leftover pieces."""
-    folded = unicodedata.normalize("NFKC", segment).casefold()
-    if len(folded) != len(segment):
-        folded = segment.casefold()
-    taken = [False] * len(folded)
-    hits: list[tuple[int, str]] = []
-    for name in sorted(names, key=len, reverse=True):
-        needle = name.casefold()
-        start = folded.find(needle)
-        while needle and start >= 0:
-            end = start + len(needle)
-            if not any(taken[start:end]) and _bounded(folded, start, end):
-                taken[start:end] = [True] * (end - start)
-                hits.append((start, name))
-            start = folded.find(needle, start + 1)
-    rest = "".join(" " if taken[index] else character for index, character in enumerate(segment))
-    leftovers = [piece.strip(" .。\t") for piece in re.split(r"[;；,，、\n]", rest)]
-    return [name for _, name in sorted(hits)], [piece for piece in leftovers if piece]
-
-
-def _bounded(text: str, start: int, end: int) -> bool:
-    """An English name must not be part of a longer word ("none" in "nonetheless")."""
-    before = text[start - 1] if start > 0 else " "
-    after = text[end] if end < len(text) else " "
-    return not (before.isascii() and before.isalnum()) and not (after.isascii() and after.isalnum())
-
-
 _YES_NO = re.compile(r"\b(yes|no|maybe)\b")
 _YES_NO_ZH = {value: key for key, value in YES_NO_MAYBE_ZH.items()} | {"可能": "maybe", "不是": "no"}
 
 
 def _parse_yes_no(text: str, space: AnswerSpace) -> ParseResult:
-    segment = unicodedata.normalize("NFKC", _answer_segment(text, _ANSWER_WORDS)).casefold()
+    segment = unicodedata.normalize("NFKC", answer_text.answer_segment(text, _ANSWER_WORDS)).casefold()
     match = _YES_NO.search(segment)
     candidates = [(match.start(), match.group(1))] if match else []
     for word, answer in sorted(_YES_NO_ZH.items(), key=lambda pair: -len(pair[0])):
@@ -487,7 +449,7 @@ _ANSWER_IS = re.compile(
 
 def _parse_choice(text: str, space: AnswerSpace) -> ParseResult:
     choices = space.choices or {}
-    segment = unicodedata.normalize("NFKC", _answer_segment(text, _ANSWER_WORDS))
+    segment = unicodedata.normalize("NFKC", answer_text.answer_segment(text, _ANSWER_WORDS))
     for match in (_LEADING_LETTER.match(segment), _ANSWER_IS.search(unicodedata.normalize("NFKC", text))):
         if match and match.group(1).upper() in choices:
             return ParseResult(Prediction("qa_mc", answer=match.group(1).upper()), True)
@@ -520,7 +482,7 @@ _SCORE_WORDS = frozenset(
 
 def _parse_score(text: str) -> ParseResult:
     """The first number after a `Score:`-like prefix, or the only number of an output without one."""
-    segment = _answer_segment(text, _SCORE_WORDS)
+    segment = answer_text.answer_segment(text, _SCORE_WORDS)
     numbers = _NUMBER.findall(unicodedata.normalize("NFKC", segment))
     if numbers and (segment != text or len(numbers) == 1):
         return ParseResult(Prediction("sts", answer=numbers[0]), True)

@@ -3,14 +3,16 @@
 Kept apart from `format` (serialise and parse) so the rules that make the format round-trip sit in one
 small place: a backslash makes the next character literal; `escape` puts one before every structural
 character of the item kind (and before an item that would read as "None"), `unescape` removes them, and
-the splitters ignore escaped characters.
+the splitters ignore escaped characters. The parsers' character-level matching lives here too:
+`answer_segment` (the text after an `Answer:`-like prefix), `match_names` (known names in free output,
+longest first, whole words only).
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 ESCAPE = "\\"
 COLONS = ":："
@@ -208,3 +210,44 @@ def read_event(rest: str) -> tuple[str, list[tuple[str, str, str]], list[str]]:
         if role and (text or event_type) and not is_none_word(piece[colon + 1 :]):
             arguments.append((role, text, event_type))
     return strip_item(rest if bar < 0 else rest[:bar]), arguments, problems
+
+
+# -- finding answers in free output -------------------------------------------------------------
+
+
+def answer_segment(text: str, words: frozenset[str]) -> str:
+    """The text after the first `Answer:`-like prefix (any line), or the whole text when there is none."""
+    for index, line in enumerate(text.splitlines()):
+        split = split_label(line)
+        if split and label_key(split[0]) in words:
+            rest = split[1].strip()
+            return rest or "\n".join(text.splitlines()[index + 1 :])
+    return text
+
+
+def match_names(segment: str, names: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Known names found in `segment` (in text order, longest match first) and the leftover pieces."""
+    folded = unicodedata.normalize("NFKC", segment).casefold()
+    if len(folded) != len(segment):
+        folded = segment.casefold()
+    taken = [False] * len(folded)
+    hits: list[tuple[int, str]] = []
+    for name in sorted(names, key=len, reverse=True):
+        needle = name.casefold()
+        start = folded.find(needle)
+        while needle and start >= 0:
+            end = start + len(needle)
+            if not any(taken[start:end]) and bounded(folded, start, end):
+                taken[start:end] = [True] * (end - start)
+                hits.append((start, name))
+            start = folded.find(needle, start + 1)
+    rest = "".join(" " if taken[index] else character for index, character in enumerate(segment))
+    leftovers = [piece.strip(" .。\t") for piece in re.split(r"[;；,，、\n]", rest)]
+    return [name for _, name in sorted(hits)], [piece for piece in leftovers if piece]
+
+
+def bounded(text: str, start: int, end: int) -> bool:
+    """An English name must not be part of a longer word ("none" in "nonetheless")."""
+    before = text[start - 1] if start > 0 else " "
+    after = text[end] if end < len(text) else " "
+    return not (before.isascii() and before.isalnum()) and not (after.isascii() and after.isalnum())

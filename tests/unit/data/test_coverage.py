@@ -12,6 +12,7 @@ from taiyi_ray.cli import main
 from taiyi_ray.config.data import Inventory
 from taiyi_ray.config.loader import ConfigError
 from taiyi_ray.data.catalogue import coverage, load_inventory, missing_piece
+from taiyi_ray.eval.scoring import SCORE_TASK_OF
 
 BASE = {"taiyi_task": "NER", "family": "ner", "stage": 1, "licence": "test", "obtain": "https://example.org"}
 
@@ -37,7 +38,7 @@ def write_inventory(tmp_path: Path, entries: list[dict[str, object]]) -> Path:
 
 
 def test_coverage_counts_only_datasets_every_stage_can_take(tmp_path: Path) -> None:
-    report = coverage(load_inventory(str(write_inventory(tmp_path, ENTRIES))))
+    report = coverage(load_inventory(str(write_inventory(tmp_path, ENTRIES))), SCORE_TASK_OF)
     assert (report.datasets, report.covered) == (6, 3)
     assert {family: (c.datasets, c.covered) for family, c in report.by_family.items()} == {
         "dialogue": (1, 1),
@@ -64,17 +65,15 @@ def test_the_json_line_is_the_contract(tmp_path: Path, capsys: pytest.CaptureFix
 
 def test_a_task_without_a_scorer_or_parser_is_not_covered(monkeypatch: pytest.MonkeyPatch) -> None:
     from taiyi_ray.data import catalogue
-    from taiyi_ray.eval import scoring
 
     inventory = Inventory.model_validate(
         {"name": "t", "datasets": [entry("en", 1, "x", task="ner", format="bio_tsv")]}
     )
     (ner,) = inventory.datasets
-    assert missing_piece(ner) is None
-    monkeypatch.delitem(scoring.SCORE_TASK_OF, "ner")
-    assert missing_piece(ner) == "task 'ner' has no scorer"
+    assert missing_piece(ner, SCORE_TASK_OF) is None
+    assert missing_piece(ner, {"re"}) == "task 'ner' has no scorer"
     monkeypatch.setattr(catalogue, "PARSED_TASKS", ("re",))
-    assert missing_piece(ner) == "task 'ner' has no answer parser"
+    assert missing_piece(ner, SCORE_TASK_OF) == "task 'ner' has no answer parser"
 
 
 def test_keys_are_language_and_number(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -95,3 +94,14 @@ def test_a_bigbio_loader_is_read_by_its_schema_converter() -> None:
         Inventory.model_validate(
             {"name": "t", "datasets": [entry("en", 1, "x", task="ner", format="bio_tsv", bigbio=loader)]}
         )
+
+
+def test_every_task_has_prompts_a_parser_and_a_scorer() -> None:
+    from typing import get_args
+
+    from taiyi_ray.config.data import Task
+    from taiyi_ray.data.answers import PARSED_TASKS
+    from taiyi_ray.data.catalogue import has_prompts
+
+    for task in get_args(Task):
+        assert has_prompts(task) and task in PARSED_TASKS and task in SCORE_TASK_OF, task

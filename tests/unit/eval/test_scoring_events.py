@@ -105,6 +105,8 @@ def test_missing_prediction_perfect_prediction_and_unknown_metric() -> None:
     perfect = score_records("ee", [gold()], {"r1": gold()}).score
     assert perfect.f1 == perfect.metric("argument_f1") == 1.0
     with pytest.raises(ScoringError, match=r"expected one of .*argument_f1"):
+        perfect.metric("bleurt")
+    with pytest.raises(ScoringError, match=r"metric 'rouge_l' does not apply to task 'ee'"):
         perfect.metric("rouge_l")
 
 
