@@ -8,10 +8,11 @@ becomes a `BadRecord` naming the file, line and reason instead of an exception.
 from __future__ import annotations
 
 import codecs
+import csv
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from pydantic import ValidationError
 
@@ -270,16 +271,108 @@ def records_from_items(
     """
     for item in items:
         record_id = local_id(source, item.number)
+        # An item with an error may still carry what was read of it (a CSV row of the wrong width).
+        named = (item_id(item.value) if item_id and item.value is not None else None) or record_id
         if item.error:
-            yield bad(source, item.line.number, record_id, item.error, item.line.text)
+            yield bad(source, item.line.number, named, item.error, item.line.text)
             continue
         try:
             built = fields(item.value, record_id)
         except ValueError as error:
-            named = (item_id(item.value) if item_id else None) or record_id
             yield bad(source, item.line.number, named, str(error), item.line.text)
             continue
         yield build_record(source, item.line.number, item.line.text, built)
+
+
+class UndecodableLine(Exception):
+    """A line of a CSV file that is not valid in its encoding; the rows after it cannot be located."""
+
+    def __init__(self, number: int, reason: str) -> None:
+        super().__init__(f"line {number}: {reason}")
+        self.number = number
+
+
+def _decoded_lines(handle: IO[bytes], encoding: str) -> Iterator[str]:
+    """The lines of a binary stream, decoded one at a time so that a bad byte is reported at its line.
+
+    Lines are split on `\\n` bytes, which is safe for UTF-8 and GB18030 (no multi-byte sequence holds
+    0x0A), not for UTF-16. The incremental decoder drops a UTF-8 BOM under `utf-8-sig`.
+    """
+    decoder = codecs.getincrementaldecoder(encoding)()
+    for number, raw in enumerate(handle, start=1):
+        try:
+            yield decoder.decode(raw)
+        except UnicodeDecodeError as error:
+            reason = f"not valid {encoding} ({error.reason} at byte {error.start} of the line)"
+            raise UndecodableLine(number, reason) from error
+
+
+def records_from_csv(
+    source: Source,
+    required: tuple[str, ...],
+    fields: Callable[[dict[str, str], str], dict[str, Any]],
+    item_id: Callable[[Any], str | None] | None = None,
+    encoding: str = "utf-8-sig",
+) -> Iterator[Record | BadRecord]:
+    """The loop every CSV converter shares: a header row naming the columns, then one record per row.
+
+    Read as a stream in `encoding`; quoted fields may span lines, and a row's line is that of its first
+    line. `fields(cells by column name, local id)` works as in `records_from_items`; blank rows are
+    skipped. A header without the `required` columns, broken quoting or an undecodable line ends the
+    file with one BadRecord (nothing after it can be located); a row of the wrong width is a BadRecord.
+    """
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise ValueError(
+            f"unknown encoding {encoding!r}: name a codec Python knows (utf-8, gb18030, ...)"
+        ) from None
+    with source.storage.open(source.uri, "rb") as handle:
+        reader = csv.reader(_decoded_lines(handle, encoding))
+        try:
+            header = _csv_header(reader, required)
+        except ValueError as error:
+            yield bad(source, 1, None, str(error))
+            return
+        if header:
+            yield from records_from_items(source, _csv_rows(reader, header), fields, item_id)
+
+
+def _csv_header(reader: Any, required: tuple[str, ...]) -> list[str]:
+    """The column names of the first row ([] for an empty file); ValueError when they lack `required`."""
+    try:
+        header = [name.strip() for name in next(reader)]
+    except StopIteration:
+        return []
+    except (csv.Error, UndecodableLine) as error:
+        raise ValueError(f"unreadable CSV header: {error}") from error
+    missing = [name for name in required if name not in header]
+    if missing:
+        raise ValueError(f"header lacks columns {missing}: got {header}, expected at least {list(required)}")
+    return header
+
+
+def _csv_rows(reader: Any, header: list[str]) -> Iterator[JsonLine]:
+    """The non-blank rows after the header as items `{column: cell}` numbered from 1, with their lines."""
+    number, line = 0, reader.line_num + 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except (csv.Error, UndecodableLine) as error:
+            yield JsonLine(number + 1, Line(line, ""), None, f"unreadable CSV row: {error}")
+            return
+        start, line = line, reader.line_num + 1
+        if not any(cell.strip() for cell in row):
+            continue
+        number += 1
+        width = (
+            None
+            if len(row) == len(header)
+            else f"expected {len(header)} columns as in the header, got {len(row)}"
+        )
+        yield JsonLine(number, Line(start, ",".join(row)), dict(zip(header, row, strict=False)), width)
 
 
 def records_from_json_array(

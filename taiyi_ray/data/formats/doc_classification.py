@@ -19,13 +19,11 @@ span lines; line numbers are those of the row's first line.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
 from typing import Any
 
 from taiyi_ray.data.answers import HOC_HALLMARKS, HOC_NONE, LITCOVID_TOPICS
-from taiyi_ray.data.formats._io import bad, build_record, iter_lines, label_or_none
+from taiyi_ray.data.formats._io import bad, build_record, iter_lines, label_or_none, records_from_csv
 from taiyi_ray.data.formats.base import BadRecord, Source
 from taiyi_ray.data.schema import Record
 
@@ -98,60 +96,12 @@ REQUIRED = ("pmid", "title", "abstract")
 
 def convert_litcovid_csv(source: Source) -> Iterator[Record | BadRecord]:
     """Yield one multi-label record per CSV row."""
-    with (
-        source.storage.open(source.uri, "rb") as raw,
-        io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text,
-    ):
-        reader = csv.reader(text)
-        try:
-            header = [name.strip() for name in next(reader)]
-        except StopIteration:
-            return
-        except csv.Error as error:
-            yield bad(source, 1, None, f"unreadable CSV header: {error}")
-            return
-        missing = [name for name in REQUIRED if name not in header]
-        if missing:
-            yield bad(
-                source,
-                1,
-                None,
-                f"header lacks columns {missing}: got {header}, expected at least {list(REQUIRED)} and label",
-            )
-            return
-        yield from _litcovid_csv_rows(source, reader, header)
-
-
-def _litcovid_csv_rows(source: Source, reader: Any, header: list[str]) -> Iterator[Record | BadRecord]:
-    line = reader.line_num + 1
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as error:
-            yield bad(source, line, None, f"unreadable CSV row: {error}")
-            return
-        raw = ",".join(row)
-        if not any(cell.strip() for cell in row):
-            line = reader.line_num + 1
-            continue
-        if len(row) != len(header):
-            yield bad(
-                source,
-                line,
-                row[0] if row else None,
-                f"expected {len(header)} columns as in the header, got {len(row)}",
-                raw,
-            )
-        else:
-            try:
-                fields = _litcovid_csv_fields(source, dict(zip(header, row, strict=True)))
-            except ValueError as error:
-                yield bad(source, line, row[header.index("pmid")], str(error), raw)
-            else:
-                yield build_record(source, line, raw, fields)
-        line = reader.line_num + 1
+    return records_from_csv(
+        source,
+        REQUIRED,
+        lambda row, _: _litcovid_csv_fields(source, row),
+        lambda row: row.get("pmid") or None,
+    )
 
 
 def _litcovid_csv_fields(source: Source, row: dict[str, str]) -> dict[str, Any]:
