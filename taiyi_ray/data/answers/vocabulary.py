@@ -153,6 +153,7 @@ DEFAULT_LABEL_NAMES: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "litcovid_csv": LITCOVID_TOPICS,
         "cblue_chip_ctc": CHIP_CTC_LABELS,
         "cblue_chip_sts": CHIP_STS_LABELS,
+        "covid_similarity_csv": CHIP_STS_LABELS,  # the same 0/1 "same meaning" labels
         "cblue_kuake_qqr": KUAKE_QQR_LABELS,
         "cblue_kuake_qtr": KUAKE_QTR_LABELS,
         "cblue_imcs_v2_dac": IMCS_DIALOGUE_ACTS,

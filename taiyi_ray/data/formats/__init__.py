@@ -29,6 +29,7 @@ from taiyi_ray.data.formats.cblue import (
     convert_cmeee,
     convert_cmeie,
     convert_cmid,
+    convert_covid_similarity_csv,
     convert_imcs_v2_dac,
     convert_imcs_v2_mrg,
     convert_imcs_v2_ner,
@@ -49,6 +50,7 @@ from taiyi_ray.data.formats.instruction_data import (
 from taiyi_ray.data.formats.pubtator_cdr import convert_pubtator_cdr
 from taiyi_ray.data.formats.qa_sets import (
     convert_huatuo_qa_jsonl,
+    convert_medical_dialogue_csv,
     convert_medmcqa_jsonl,
     convert_medqa_jsonl,
     convert_pubmedqa,
@@ -67,6 +69,8 @@ FORMATS: Mapping[str, Converter] = MappingProxyType(
         "medqa_jsonl": convert_medqa_jsonl,
         "medmcqa_jsonl": convert_medmcqa_jsonl,
         "huatuo_qa_jsonl": convert_huatuo_qa_jsonl,
+        "medical_dialogue_csv": convert_medical_dialogue_csv,
+        "covid_similarity_csv": convert_covid_similarity_csv,
         "sharegpt_jsonl": convert_sharegpt_jsonl,
         "alpaca_json": convert_alpaca_json,
         "huatuo_sft_jsonl": convert_huatuo_sft_jsonl,
@@ -116,6 +120,8 @@ FORMAT_TASKS: Mapping[str, tuple[Task, ...]] = MappingProxyType(
         "medqa_jsonl": ("qa_mc",),
         "medmcqa_jsonl": ("qa_mc",),
         "huatuo_qa_jsonl": ("qa_open",),
+        "medical_dialogue_csv": ("qa_open",),
+        "covid_similarity_csv": ("text_pair",),
         "sharegpt_jsonl": ("dialogue",),
         "alpaca_json": ("dialogue",),
         "huatuo_sft_jsonl": ("dialogue",),
@@ -150,7 +156,16 @@ FORMAT_TASKS: Mapping[str, tuple[Task, ...]] = MappingProxyType(
 # The language of a format's records when the caller names none (MedQA: pass zh for MCMLE; MedDialog
 # has an English and a Chinese release: pass zh for the Chinese one). Taiyi's instruction data is mostly
 # Chinese; its items that name en or zh keep their own language.
-CHINESE_FORMATS = ("cmeee", "cmeie", "kuake_qic", "taiyi_instruction", "huatuo_qa_jsonl", "huatuo_sft_jsonl")
+CHINESE_FORMATS = (
+    "cmeee",
+    "cmeie",
+    "kuake_qic",
+    "taiyi_instruction",
+    "huatuo_qa_jsonl",
+    "huatuo_sft_jsonl",
+    "medical_dialogue_csv",
+    "covid_similarity_csv",
+)
 FORMAT_LANGUAGES: Mapping[str, Language] = MappingProxyType(
     {name: ("zh" if name in CHINESE_FORMATS or name.startswith("cblue_") else "en") for name in FORMATS}
 )

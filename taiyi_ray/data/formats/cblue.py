@@ -25,6 +25,10 @@ four primary intents). A label list must hold exactly one label. `entities` (a t
 `cblue_chip_sts` (`{id, text1, text2, label "0"/"1", category}`), `cblue_kuake_qqr` (`{id, query1, query2,
 label "0"/"1"/"2"}`), `cblue_kuake_qtr` (`{id, query, title, label "0".."3"}`): `text_pair` records, the
 second text as `context`. QQR's few `NA` labels are rejected (CBLUE's baseline silently reads them as 0).
+`covid_similarity_csv`: Tianchi's COVID question pairs (dataset 76751, competition 231776), UTF-8 CSV
+`category,query1,query2,label` (train/dev) or `id,category,query1,query2,label` (test), as the competition
+files copied in anxiang1836/query_similar_tianchi_2020 have them; label 1 = same meaning. `text_pair` like
+CHIP-STS, id the row's `id` or `{file}:{n}`; `category` (the disease) is not kept.
 
 `cblue_chip_cdn`: CHIP-CDN, a JSON array of `{text, normalized_result: "a##b"}`, as `generation`: the
 answer is the ICD-10 standard term(s) joined by `##` exactly as the source has them. Not `tc`: the answer
@@ -68,6 +72,7 @@ from taiyi_ray.data.formats._io import (
     local_id,
     mention_id,
     present_or_none,
+    records_from_csv,
     records_from_json_array,
     records_from_json_lines,
     records_from_json_members,
@@ -221,6 +226,30 @@ convert_chip_ctc = _labelled("text", None, answers.CHIP_CTC_LABELS)
 convert_chip_sts = _labelled("text1", "text2", answers.CHIP_STS_LABELS)
 convert_kuake_qqr = _labelled("query1", "query2", answers.KUAKE_QQR_LABELS)
 convert_kuake_qtr = _labelled("query", "title", answers.KUAKE_QTR_LABELS)
+
+
+def convert_covid_similarity_csv(source: Source) -> Iterator[Record | BadRecord]:
+    """Yield one text_pair record per row of a COVID question-pair CSV."""
+    return records_from_csv(
+        source,
+        ("query1", "query2"),
+        lambda row, local: _covid_similarity_fields(source, row, local),
+        lambda row: row.get("id") or None,
+        encoding=str(source.options.get("encoding", "utf-8-sig")),
+    )
+
+
+def _covid_similarity_fields(source: Source, row: dict[str, str], local: str) -> Fields:
+    own_id = (row.get("id") or "").strip()
+    label = checked_label(source, (row.get("label") or "").strip(), "label", answers.CHIP_STS_LABELS)
+    return {
+        "id": own_id or local,
+        "document_id": f"{basename(source.uri)}:{own_id}" if own_id else local,
+        "task": "text_pair",
+        "text": require_str(row["query1"], "query1").strip(),
+        "context": require_str(row["query2"], "query2").strip(),
+        "labels": [label] if label else [],
+    }
 
 
 def convert_cmid(source: Source) -> Iterator[Record | BadRecord]:

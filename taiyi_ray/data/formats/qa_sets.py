@@ -34,6 +34,15 @@ record per group, asked with its **first** paraphrase: the others restate the sa
 repeat the same answer as extra records. Ids `{file}:{n}` (`{file}:{n}.{i}` when a line has several
 groups). The consultation set's `answers` are URLs of the source pages, not answer text (its inventory
 entry says so); an answer that is a URL is refused.
+
+`medical_dialogue_csv`: Toyhom/Chinese-medical-dialogue-data, one CSV per department (`Data_数据/IM_内科/
+内科5000-33000.csv`, ...), columns `department,title,ask,answer` (the repository's README), encoded in
+**GB18030** (read so by public loaders, e.g. xtuner's medical config `load_dataset('csv', ...,
+encoding='GB18030')`; `options.encoding` overrides). One qa_open record per row, id `{file}:{n}`. The
+question is the title and the ask joined by a newline: in this set the title is often the question and
+the ask only the symptoms (`哪家医院能治胃反流` / `烧心，打隔，咳嗽低烧，以有4年多`), as the repository's own
+script joins them too; the title alone when the ask is empty or `无` (no text, as xtuner's map function
+reads it), the ask alone when it already contains the title. `department` is not kept.
 """
 
 from __future__ import annotations
@@ -48,6 +57,7 @@ from taiyi_ray.data.formats._io import (
     iter_json_lines,
     label_or_none,
     local_id,
+    records_from_csv,
     records_from_json_lines,
     require_str,
 )
@@ -216,3 +226,34 @@ def _huatuo_pairs(source: Source, value: Any) -> list[tuple[str, str | None]]:
             raise ValueError(f"answers[{index}] is a URL, not an answer text: {answer[:80]!r}")
         pairs.append((question, answer))
     return pairs
+
+
+MEDICAL_DIALOGUE_COLUMNS = ("title", "ask", "answer")
+NO_TEXT = "无"  # what the Chinese medical dialogue CSVs write in an empty ask
+
+
+def convert_medical_dialogue_csv(source: Source) -> Iterator[Record | BadRecord]:
+    """Yield one open-answer record per row of a Chinese-medical-dialogue-data department CSV."""
+    return records_from_csv(
+        source,
+        MEDICAL_DIALOGUE_COLUMNS,
+        lambda row, local: _medical_dialogue_fields(source, row, local),
+        encoding=str(source.options.get("encoding", "gb18030")),
+    )
+
+
+def _medical_dialogue_fields(source: Source, row: dict[str, str], local: str) -> dict[str, Any]:
+    question = joined_question(row["title"], "" if row["ask"].strip() == NO_TEXT else row["ask"])
+    if not question:
+        raise ValueError("both title and ask are empty")
+    answer = label_or_none(source, row["answer"].strip(), "answer")
+    return {"id": local, "document_id": local, "task": "qa_open", "question": question, "answer": answer}
+
+
+def joined_question(title: str, body: str) -> str:
+    """A consumer question from its title (subject) and its text: both, one per line, unless the text
+    already holds the title (then the text) or one of them is empty (then the other)."""
+    title, body = title.strip(), body.strip()
+    if not title or title in body:
+        return body
+    return f"{title}\n{body}" if body else title

@@ -1,4 +1,4 @@
-"""MedMCQA, Huatuo-26M QA, HuatuoGPT-sft and MedDialog converters on small files in each exact layout.
+"""MedMCQA, Huatuo-26M QA, HuatuoGPT-sft, MedDialog, Chinese medical dialogue and COVID pair converters on small files in each exact layout.
 
 No real file of these sets is here (none is in ../shared/data): each test writes a few lines in the
 layout the converter's docstring cites, and asserts the exact records and the bad-record reasons.
@@ -14,10 +14,18 @@ from taiyi_ray.data.schema import Record
 from taiyi_ray.storage import Storage
 
 
-def convert(fmt: str, path: Path, language: str = "en", **options: object) -> list[Record | BadRecord]:
+def convert(
+    fmt: str, path: Path, language: str = "en", unlabelled: bool = False, **options: object
+) -> list[Record | BadRecord]:
     source = Source(
-        uri=str(path), dataset="t", split="train", language=language, storage=Storage(), options=options
-    )  # type: ignore[arg-type]
+        uri=str(path),
+        dataset="t",
+        split="train",
+        language=language,  # type: ignore[arg-type]
+        storage=Storage(),
+        options=options,
+        unlabelled=unlabelled,
+    )
     return list(FORMATS[fmt](source))
 
 
@@ -201,3 +209,115 @@ def test_meddialog_chinese_merges_consecutive_doctor_turns(tmp_path: Path) -> No
         ("user", "我怀孕37周，肚子一阵阵发紧，是要生了吗"),
         ("assistant", "这是宫缩，注意观察\n如果规律就去医院"),
     ]
+
+
+# Chinese-medical-dialogue-data: the README's two example rows, an ask written 无, an ask that repeats the
+# title, and a quoted answer over two lines; the file in GB18030 as the repository ships it.
+MEDICAL_DIALOGUE = (
+    "department,title,ask,answer\r\n"
+    "心血管科,高血压患者能吃党参吗？,我有高血压这两天女婿来的时候给我拿了些党参泡水喝，您好高血压可以吃党参吗？,"
+    "高血压病人可以口服党参的。\r\n"
+    "消化科,哪家医院能治胃反流,烧心，打隔，咳嗽低烧，以有4年多, 建议你用奥美拉唑同时，加用吗丁啉\r\n"
+    "内分泌科,糖尿病能吃西瓜吗,无,少量可以。\r\n"
+    '儿科,宝宝发烧,宝宝发烧38度怎么办,"先物理降温，\r\n超过38.5度用退烧药。"\r\n'
+)
+
+
+def test_medical_dialogue_csv_reads_gb18030_rows_into_questions_and_answers(tmp_path: Path) -> None:
+    path = tmp_path / "内科5000-33000.csv"
+    path.write_bytes(MEDICAL_DIALOGUE.encode("gb18030"))
+    records = convert("medical_dialogue_csv", path, "zh")
+    assert all(isinstance(record, Record) for record in records), records
+    assert [(r.id, r.question, r.answer) for r in records if isinstance(r, Record)] == [
+        (
+            "内科5000-33000.csv:1",
+            "高血压患者能吃党参吗？\n我有高血压这两天女婿来的时候给我拿了些党参泡水喝，您好高血压可以吃党参吗？",
+            "高血压病人可以口服党参的。",
+        ),
+        (
+            "内科5000-33000.csv:2",
+            "哪家医院能治胃反流\n烧心，打隔，咳嗽低烧，以有4年多",
+            "建议你用奥美拉唑同时，加用吗丁啉",
+        ),
+        ("内科5000-33000.csv:3", "糖尿病能吃西瓜吗", "少量可以。"),
+        ("内科5000-33000.csv:4", "宝宝发烧38度怎么办", "先物理降温，\r\n超过38.5度用退烧药。"),
+    ]
+    assert {(r.task, r.language) for r in records if isinstance(r, Record)} == {("qa_open", "zh")}
+
+
+def test_medical_dialogue_csv_refuses_a_row_without_answer_unless_unlabelled(tmp_path: Path) -> None:
+    text = "department,title,ask,answer\n外科,腰疼,腰疼三天,\n外科,,无,答\n外科,a,b\n"
+    path = tmp_path / "外科5-14000.csv"
+    path.write_bytes(text.encode("gb18030"))
+    results = convert("medical_dialogue_csv", path, "zh")
+    found = reasons(results, 3)
+    assert "no label: field 'answer'" in found[0] and "both title and ask are empty" in found[1]
+    assert "expected 4 columns as in the header, got 3" in found[2]
+    assert [(item.line, item.record_id) for item in results if isinstance(item, BadRecord)] == [
+        (2, "外科5-14000.csv:1"),
+        (3, "外科5-14000.csv:2"),
+        (4, "外科5-14000.csv:3"),
+    ]
+    (record, _, _) = convert("medical_dialogue_csv", path, "zh", unlabelled=True)
+    assert isinstance(record, Record) and (record.question, record.answer) == (
+        "腰疼三天",
+        None,
+    )  # the ask holds the title
+
+
+def test_medical_dialogue_csv_encoding_option_and_undecodable_bytes(tmp_path: Path) -> None:
+    utf8 = tmp_path / "utf8.csv"
+    utf8.write_text("department,title,ask,answer\n儿科,咳嗽,孩子咳嗽,多喝水\n", encoding="utf-8")
+    (record,) = convert("medical_dialogue_csv", utf8, "zh", encoding="utf-8")
+    assert isinstance(record, Record) and record.question == "孩子咳嗽"
+    broken = tmp_path / "broken.csv"
+    broken.write_bytes(
+        "department,title,ask,answer\n儿科,咳嗽,孩子咳嗽,多喝水\n".encode("gb18030") + b"\xff\xff,a,b,c\n"
+    )
+    good, bad = convert("medical_dialogue_csv", broken, "zh")
+    assert isinstance(good, Record) and good.answer == "多喝水"
+    assert isinstance(bad, BadRecord) and bad.line == 3 and "line 3: not valid gb18030" in bad.reason
+    (wrong,) = convert("medical_dialogue_csv", utf8, "zh")  # UTF-8 read as the default GB18030
+    assert isinstance(wrong, BadRecord) and wrong.line == 2
+    assert wrong.reason.startswith("unreadable CSV row: line 2: not valid gb18030")
+
+
+COVID_TRAIN = (
+    "category,query1,query2,label\n"
+    "咳血,请问呕血与咯血有什么区别？,请问呕血与咯血这两者之间有什么区别？,1\n"
+    "咳血,请问呕血与咯血有什么区别？,请问呕血与咯血怎么治疗？,0\n"
+    '胸膜炎,"胸膜炎怎么治疗,能治好吗",得了胸膜炎能治愈吗,1\n'
+)
+
+
+def test_covid_similarity_csv_train_and_test_layouts(tmp_path: Path) -> None:
+    records = convert("covid_similarity_csv", write_text(tmp_path / "train.csv", COVID_TRAIN), "zh")
+    assert [(r.id, r.text, r.context, r.labels) for r in records if isinstance(r, Record)] == [
+        ("train.csv:1", "请问呕血与咯血有什么区别？", "请问呕血与咯血这两者之间有什么区别？", ["1"]),
+        ("train.csv:2", "请问呕血与咯血有什么区别？", "请问呕血与咯血怎么治疗？", ["0"]),
+        ("train.csv:3", "胸膜炎怎么治疗,能治好吗", "得了胸膜炎能治愈吗", ["1"]),
+    ]
+    test = "id,category,query1,query2,label\n1482,上呼吸道感染,宝宝上呼吸道感染怎么办？,怎么应对宝宝的上呼吸道感染？,1\n"
+    (record,) = convert("covid_similarity_csv", write_text(tmp_path / "test.csv", test), "zh")
+    assert isinstance(record, Record) and (record.id, record.document_id) == ("1482", "test.csv:1482")
+    assert record.task == "text_pair" and record.labels == ["1"]
+
+
+def test_covid_similarity_csv_bad_labels_and_unlabelled(tmp_path: Path) -> None:
+    text = "id,category,query1,query2,label\n7,感冒,a,b,\n8,感冒,a,b,2\n9,感冒,,b,0\n"
+    path = write_text(tmp_path / "dev.csv", text)
+    results = convert("covid_similarity_csv", path, "zh")
+    found = reasons(results, 3)
+    assert "no label: field 'label'" in found[0]
+    assert "unknown label '2', expected one of ['0', '1']" in found[1]
+    assert "'query1'" in found[2]
+    assert [item.record_id for item in results if isinstance(item, BadRecord)] == ["7", "8", "9"]
+    unlabelled = convert("covid_similarity_csv", path, "zh", unlabelled=True)
+    assert isinstance(unlabelled[0], Record) and unlabelled[0].labels == []
+    missing = convert("covid_similarity_csv", write_text(tmp_path / "x.csv", "query1,label\na,1\n"), "zh")
+    assert "header lacks columns ['query2']" in reasons(missing, 1)[0]
+
+
+def write_text(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
