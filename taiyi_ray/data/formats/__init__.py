@@ -50,6 +50,7 @@ from taiyi_ray.data.formats.instruction_data import (
 from taiyi_ray.data.formats.pubtator_cdr import convert_pubtator_cdr
 from taiyi_ray.data.formats.qa_sets import (
     convert_huatuo_qa_jsonl,
+    convert_liveqa_xml,
     convert_medical_dialogue_csv,
     convert_medmcqa_jsonl,
     convert_medqa_jsonl,
@@ -71,6 +72,7 @@ FORMATS: Mapping[str, Converter] = MappingProxyType(
         "huatuo_qa_jsonl": convert_huatuo_qa_jsonl,
         "medical_dialogue_csv": convert_medical_dialogue_csv,
         "covid_similarity_csv": convert_covid_similarity_csv,
+        "liveqa_xml": convert_liveqa_xml,
         "sharegpt_jsonl": convert_sharegpt_jsonl,
         "alpaca_json": convert_alpaca_json,
         "huatuo_sft_jsonl": convert_huatuo_sft_jsonl,
@@ -122,6 +124,7 @@ FORMAT_TASKS: Mapping[str, tuple[Task, ...]] = MappingProxyType(
         "huatuo_qa_jsonl": ("qa_open",),
         "medical_dialogue_csv": ("qa_open",),
         "covid_similarity_csv": ("text_pair",),
+        "liveqa_xml": ("qa_open",),
         "sharegpt_jsonl": ("dialogue",),
         "alpaca_json": ("dialogue",),
         "huatuo_sft_jsonl": ("dialogue",),

@@ -43,12 +43,26 @@ question is the title and the ask joined by a newline: in this set the title is 
 the ask only the symptoms (`哪家医院能治胃反流` / `烧心，打隔，咳嗽低烧，以有4年多`), as the repository's own
 script joins them too; the title alone when the ask is empty or `无` (no text, as xtuner's map function
 reads it), the ask alone when it already contains the title. `department` is not kept.
+
+`liveqa_xml`: TREC 2017 LiveQA medical task XML (abachaa/LiveQA_MedicalTask_TREC2017). Training files
+(`TREC-2017-LiveQA-Medical-Train-1.xml`, `-2.xml`): `<NLM-QUESTION questionid=|qid=>` with `<SUBJECT>`,
+`<MESSAGE>` and `<SUB-QUESTIONS><SUB-QUESTION>...<ANSWERS><ANSWER>`; the test file
+(`TREC-2017-LiveQA-Medical-Test-Questions-w-summaries.xml`): `<NLM-QUESTION qid=>` with
+`<Original-Question><SUBJECT><MESSAGE>` and `<ReferenceAnswers>` of `<RefAnswer>`/`<ReferenceAnswer>`
+(both spellings occur) holding `<ANSWER>`. One qa_open record per NLM question (Taiyi counted questions:
+446 train, 104 test), the question the subject and the message (as `joined_question`), the answer the
+first answer of each sub-question joined by blank lines (a question with a treatment and a cause
+sub-question asks both), or the test file's first reference answer; the other answers are alternatives
+and not kept. Answer lines are stripped of the files' indentation. Ids are the question ids, unique
+within a file (document id `{file}:{id}`). Streamed element by element; no line numbers (ElementTree
+gives none), a bad question is named by its id.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
+from xml.etree import ElementTree
 
 from taiyi_ray.data.answers import YES_NO_MAYBE
 from taiyi_ray.data.formats._io import (
@@ -64,6 +78,7 @@ from taiyi_ray.data.formats._io import (
 from taiyi_ray.data.formats._jsonstream import iter_json_items
 from taiyi_ray.data.formats.base import BadRecord, Source
 from taiyi_ray.data.schema import Record
+from taiyi_ray.storage import basename
 
 
 def convert_pubmedqa(source: Source) -> Iterator[Record | BadRecord]:
@@ -257,3 +272,56 @@ def joined_question(title: str, body: str) -> str:
     if not title or title in body:
         return body
     return f"{title}\n{body}" if body else title
+
+
+def convert_liveqa_xml(source: Source) -> Iterator[Record | BadRecord]:
+    """Yield one open-answer record per NLM question of a TREC 2017 LiveQA medical XML file."""
+    with source.storage.open(source.uri, "rb") as handle:
+        try:
+            for _, element in ElementTree.iterparse(handle):
+                if element.tag == "NLM-QUESTION":
+                    yield _liveqa_record(source, element)
+                    element.clear()  # keep one question in memory
+        except ElementTree.ParseError as error:
+            yield bad(source, error.position[0], None, f"not well-formed XML: {error}")
+
+
+def _liveqa_record(source: Source, element: ElementTree.Element) -> Record | BadRecord:
+    question_id = element.get("questionid") or element.get("qid") or ""
+    raw = ElementTree.tostring(element, encoding="unicode")
+    try:
+        fields = _liveqa_fields(source, element, question_id)
+    except ValueError as error:
+        return bad(source, None, question_id or None, str(error), raw)
+    return build_record(source, None, raw, fields)
+
+
+def _liveqa_fields(source: Source, element: ElementTree.Element, question_id: str) -> dict[str, Any]:
+    if not question_id:
+        raise ValueError("NLM-QUESTION has neither a questionid nor a qid attribute")
+    original = element.find("Original-Question")
+    holder = element if original is None else original
+    question = joined_question(_xml_text(holder.find("SUBJECT")), _xml_text(holder.find("MESSAGE")))
+    if not question:
+        raise ValueError("both SUBJECT and MESSAGE are empty")
+    sub_questions = element.findall("SUB-QUESTIONS/SUB-QUESTION")
+    firsts = [sub.find("ANSWERS/ANSWER") for sub in sub_questions] or [
+        element.find("ReferenceAnswers/*/ANSWER")
+    ]
+    answer = "\n\n".join(text for text in map(_xml_text, firsts) if text)
+    document_id = f"{basename(source.uri)}:{question_id}"
+    return {
+        "id": question_id,
+        "document_id": document_id,
+        "task": "qa_open",
+        "question": question,
+        "answer": label_or_none(source, answer, "ANSWER"),
+    }
+
+
+def _xml_text(element: ElementTree.Element | None) -> str:
+    """An element's text with each line stripped of the file's indentation, blank lines dropped."""
+    if element is None:
+        return ""
+    lines = "".join(element.itertext()).splitlines()
+    return "\n".join(line.strip() for line in lines if line.strip())

@@ -321,3 +321,122 @@ def test_covid_similarity_csv_bad_labels_and_unlabelled(tmp_path: Path) -> None:
 def write_text(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
+
+
+# TREC 2017 LiveQA medical: a Train-1 question with two sub-questions (two answers to the first), a Train-2
+# question (qid, no subject), and the test layout (Original-Question, RefAnswer / ReferenceAnswer).
+LIVEQA_TRAIN = """<?xml version="1.0" encoding="UTF-8"?>
+<NLM-QUESTIONS>
+<NLM-QUESTION questionid="Q6" fRef="17730">
+\t<SUBJECT>hypothyroidism</SUBJECT>
+\t<MESSAGE>I was recently diagnosed with the disease and how I got it.</MESSAGE>
+\t<SUB-QUESTIONS>
+\t\t<SUB-QUESTION subqid="Q6-S1">
+\t\t\t<ANNOTATIONS><FOCUS>hypothyroidism</FOCUS><TYPE>information</TYPE></ANNOTATIONS>
+\t\t\t<ANSWERS>
+\t\t\t\t<ANSWER answerid="Q6-S1-A1" pairid="8">Hypothyroidism is a condition in which the thyroid gland does not make enough thyroid hormone.</ANSWER>
+\t\t\t\t<ANSWER answerid="Q6-S1-A2" pairid="9">Summary: your thyroid is a butterfly-shaped gland.</ANSWER>
+\t\t\t</ANSWERS>
+\t\t</SUB-QUESTION>
+\t\t<SUB-QUESTION subqid="Q6-S2">
+\t\t\t<ANNOTATIONS><FOCUS>hypothyroidism</FOCUS><TYPE>cause</TYPE></ANNOTATIONS>
+\t\t\t<ANSWERS><ANSWER answerid="Q6-S2-A1" pairid="12">The most common cause is thyroiditis.</ANSWER></ANSWERS>
+\t\t</SUB-QUESTION>
+\t</SUB-QUESTIONS>
+</NLM-QUESTION>
+<NLM-QUESTION qid="9.0">
+\t<SUBJECT></SUBJECT>
+\t<MESSAGE>WHAT IS THE LATTEST RESEARCH ON USING D-Limonene AS A TREATMENT FOR CANCER??</MESSAGE>
+\t<SUB-QUESTIONS>
+\t<SUB-QUESTION>
+\t<ANSWERS>
+\t<ANSWER>Treatment options depend on the stage of the cancer.</ANSWER></ANSWERS></SUB-QUESTION></SUB-QUESTIONS>
+</NLM-QUESTION>
+</NLM-QUESTIONS>
+"""
+
+LIVEQA_TEST = """<?xml version="1.0" encoding="UTF-8"?>
+<LiveQA2017-Medical-Test-Set-Full>
+\t<NLM-QUESTION qid="TQ3">
+\t\t<Original-Question qfile="1-131219913.xml.txt">
+\t\t\t<SUBJECT>amphetamine salts 20 mg</SUBJECT>
+\t\t\t<MESSAGE> are they gluten free\t</MESSAGE>
+\t\t</Original-Question>
+\t\t<NIST-PARAPHRASE>Are amphetamine salts of 20 mg dosage gluten free?</NIST-PARAPHRASE>
+\t\t<ReferenceAnswers>
+\t\t\t<ReferenceAnswer aid="TQ3A1">
+\t\t\t\t<ANSWER>
+\t\t\t\t\tActive Ingredients
+\t\t\t\t\tAmphetamine Aspartate
+\t\t\t\t</ANSWER>
+\t\t\t\t<AnswerURL> https://www.cvs.com/drug/amphetamine-salts</AnswerURL>
+\t\t\t</ReferenceAnswer>
+\t\t\t<ReferenceAnswer aid="TQ3A2"><ANSWER>A single entity amphetamine product.</ANSWER></ReferenceAnswer>
+\t\t</ReferenceAnswers>
+\t</NLM-QUESTION>
+\t<NLM-QUESTION qid="TQ1">
+\t\t<Original-Question qfile="71.txt">
+\t\t\t<SUBJECT>Noonan syndrome</SUBJECT>
+\t\t\t<MESSAGE>What are the references with noonan syndrome and polycystic renal disease</MESSAGE>
+\t\t</Original-Question>
+\t\t<ReferenceAnswers>
+\t\t\t<RefAnswer aid="TQ1A2"><ANSWER>10% of patients with Noonan syndrome have renal abnormalities.</ANSWER></RefAnswer>
+\t\t</ReferenceAnswers>
+\t</NLM-QUESTION>
+</LiveQA2017-Medical-Test-Set-Full>
+"""
+
+
+def test_liveqa_training_layout_one_record_per_question(tmp_path: Path) -> None:
+    path = write_text(tmp_path / "TREC-2017-LiveQA-Medical-Train-1.xml", LIVEQA_TRAIN)
+    first, second = convert("liveqa_xml", path)
+    assert isinstance(first, Record) and isinstance(second, Record)
+    assert (first.id, first.document_id, first.task) == (
+        "Q6",
+        "TREC-2017-LiveQA-Medical-Train-1.xml:Q6",
+        "qa_open",
+    )
+    assert first.question == "hypothyroidism\nI was recently diagnosed with the disease and how I got it."
+    assert first.answer == (
+        "Hypothyroidism is a condition in which the thyroid gland does not make enough thyroid hormone."
+        "\n\nThe most common cause is thyroiditis."
+    )
+    assert (second.id, second.question) == (
+        "9.0",
+        "WHAT IS THE LATTEST RESEARCH ON USING D-Limonene AS A TREATMENT FOR CANCER??",
+    )
+    assert second.answer == "Treatment options depend on the stage of the cancer."
+
+
+def test_liveqa_test_layout_takes_the_first_reference_answer(tmp_path: Path) -> None:
+    path = write_text(tmp_path / "TREC-2017-LiveQA-Medical-Test-Questions-w-summaries.xml", LIVEQA_TEST)
+    records = convert("liveqa_xml", path)
+    assert [(r.id, r.question, r.answer) for r in records if isinstance(r, Record)] == [
+        ("TQ3", "amphetamine salts 20 mg\nare they gluten free", "Active Ingredients\nAmphetamine Aspartate"),
+        (
+            "TQ1",
+            "Noonan syndrome\nWhat are the references with noonan syndrome and polycystic renal disease",
+            "10% of patients with Noonan syndrome have renal abnormalities.",
+        ),
+    ]
+
+
+def test_liveqa_refuses_a_question_without_answer_unless_unlabelled_and_broken_xml(tmp_path: Path) -> None:
+    text = (
+        '<NLM-QUESTIONS><NLM-QUESTION qid="1"><SUBJECT>flu</SUBJECT><MESSAGE>What helps?</MESSAGE>'
+        "<SUB-QUESTIONS><SUB-QUESTION><ANSWERS></ANSWERS></SUB-QUESTION></SUB-QUESTIONS></NLM-QUESTION>"
+        '<NLM-QUESTION><MESSAGE>x</MESSAGE></NLM-QUESTION><NLM-QUESTION qid="3"><SUBJECT/><MESSAGE/>'
+        "</NLM-QUESTION></NLM-QUESTIONS>"
+    )
+    path = write_text(tmp_path / "q.xml", text)
+    results = convert("liveqa_xml", path)
+    found = reasons(results, 3)
+    assert "no label: field 'ANSWER'" in found[0]
+    assert "neither a questionid nor a qid" in found[1] and "both SUBJECT and MESSAGE are empty" in found[2]
+    assert [item.record_id for item in results if isinstance(item, BadRecord)] == ["1", None, "3"]
+    record = convert("liveqa_xml", path, unlabelled=True)[0]
+    assert isinstance(record, Record) and (record.question, record.answer) == ("flu\nWhat helps?", None)
+    broken = write_text(tmp_path / "broken.xml", LIVEQA_TRAIN.replace("</NLM-QUESTIONS>", ""))
+    *good, cut = convert("liveqa_xml", broken)
+    assert len(good) == 2 and isinstance(cut, BadRecord) and "not well-formed XML" in cut.reason
+    assert cut.line == 29  # the end of the file, where the root element is still open
