@@ -54,7 +54,9 @@ from taiyi_ray.data.answers.vocabulary import (
 
 LABEL_TASKS: tuple[Task, ...] = ("tc", "tc_multilabel", "text_pair")
 FREE_TEXT_TASKS: tuple[Task, ...] = ("qa_open", "translation", "generation", "dialogue")
-PARSED_TASKS: tuple[Task, ...] = ("ner", "re", "ee", *LABEL_TASKS, "qa_yesno", "qa_mc", "sts", *FREE_TEXT_TASKS)
+PARSED_TASKS: tuple[Task, ...] = (
+    "ner", "re", "ee", *LABEL_TASKS, "qa_yesno", "qa_mc", "sts", *FREE_TEXT_TASKS,
+)  # fmt: skip
 """The tasks `parse_with` reads; any other task is refused (ValueError) rather than read as free text."""
 _PREFIX = {
     "answer": {"en": "Answer", "zh": "答案"},
