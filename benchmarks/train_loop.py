@@ -45,7 +45,7 @@ def batches(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from taiyi_ray.data.stream import STREAM_COLUMNS, collate
+    from taiyi_ray.data.stream import STREAM_COLUMNS, flatten
 
     table = pa.concat_tables(
         pq.read_table(location, columns=STREAM_COLUMNS) for location in manifest.source_files().locations
@@ -53,12 +53,13 @@ def batches(
     out: list[dict[str, torch.Tensor]] = []
     while len(out) < steps:
         for start in range(0, table.num_rows - micro_batch + 1, micro_batch):
-            out.append(collate(table.slice(start, micro_batch), pad_id))
+            out.append(flatten(table.slice(start, micro_batch), pad_id))
     return out[:steps]
 
 
 def real_tokens(batch: dict[str, torch.Tensor], pad_id: int) -> int:
-    return int((batch["input_ids"] != pad_id).sum())
+    """A flattened micro-batch (no token count) holds no padding: every token is real."""
+    return int(batch["input_ids"].numel())
 
 
 def build_model(shape: TinyQwen2Shape, vocab: int, pad_id: int) -> torch.nn.Module:
@@ -159,24 +160,33 @@ def ray_train(config: PipelineJobConfig, run_dir: str, steps: int, waits: list[f
     return statistics.median(item["tokens_per_s"] for item in steady)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=40)
+def tiny_model_args(description: str, steps: int) -> argparse.Namespace:
+    """The CPU benchmarks' shared flags: steps, rounds, micro-batch rows and the tiny model's size."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--steps", type=int, default=steps)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--micro-batch", type=int, default=4)
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=4)
-    args = parser.parse_args()
-    prepare_process_env()
-    os.chdir(REPO_ROOT)
-    root = tempfile.mkdtemp(prefix="taiyi-bench-train-")
-    shape = TinyQwen2Shape(
+    return parser.parse_args()
+
+
+def tiny_shape(args: argparse.Namespace) -> TinyQwen2Shape:
+    return TinyQwen2Shape(
         hidden_size=args.hidden,
         intermediate_size=4 * args.hidden,
         num_hidden_layers=args.layers,
         num_attention_heads=max(4, args.hidden // 64),
         num_key_value_heads=2,
     )
+
+
+def main() -> None:
+    args = tiny_model_args(__doc__.splitlines()[0], steps=40)
+    prepare_process_env()
+    os.chdir(REPO_ROOT)
+    root = tempfile.mkdtemp(prefix="taiyi-bench-train-")
+    shape = tiny_shape(args)
     overrides = [
         f"storage.root={root}",
         f"model.tiny.hidden_size={shape.hidden_size}",

@@ -59,7 +59,13 @@ class ModelConfig(StrictModel):
     trained_vocab_size: int = Field(2048, ge=300)
     chat_format: Literal["taiyi", "chatml"] = "taiyi"
     init_seed: int = 0
-    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
+    attn_implementation: Literal["sdpa", "eager", "flex_attention", "flash_attention_2"] = Field(
+        "sdpa",
+        description="Attention backend. Training flattens every micro-batch into one sequence with "
+        "restarting position ids, so each backend keeps samples apart: flash_attention_2 runs varlen "
+        "(GPU and the flash-attn package), sdpa/eager/flex_attention a block-diagonal causal mask. "
+        "flex_attention trains on GPU only (torch has no flex-attention backward on CPU).",
+    )
 
 
 class ExportConfig(StrictModel):

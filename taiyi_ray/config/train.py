@@ -68,8 +68,20 @@ class StageConfig(StrictModel):
     lora: LoraConfig = LoraConfig()
     epochs: int = Field(1, ge=1)
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps in total.")
-    micro_batch_size: int = Field(1, ge=1, description="Rows per worker per forward pass.")
+    micro_batch_size: int = Field(
+        1, ge=1, description="Rows per worker per micro-batch, flattened into one padding-free sequence."
+    )
     gradient_accumulation_steps: int = Field(1, ge=1)
+    max_tokens_per_micro_batch: int | None = Field(
+        None,
+        ge=16,
+        description="Caps the flattened tokens of one forward pass: a micro-batch over it runs as several "
+        "passes of the same step (never fewer rows per step). At least the shards' max_seq_len. With "
+        "torch_compile every pass is padded to it (default micro_batch_size x max_seq_len). sdpa and eager "
+        "attend through a dense block-diagonal mask over the whole pass (cost grows with its square), so a "
+        "cap of a few rows keeps big micro-batches cheap there; flash_attention_2 and flex_attention skip "
+        "the masked blocks.",
+    )
     learning_rate: float = Field(2e-4, gt=0)
     lr_schedule: Literal["constant_with_warmup", "cosine", "linear"] = "constant_with_warmup"
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
@@ -88,8 +100,8 @@ class StageConfig(StrictModel):
     torch_compile: bool = Field(
         False,
         description="Compile the model with torch.compile (DeepSpeed engine.compile(), inductor; GPU or "
-        "CPU). Micro-batches are then padded to the shards' max_seq_len so shapes stay static: one "
-        "compile, no recompiles (about 1% padding with packing; unpacked shards pad every row).",
+        "CPU). Every flattened forward pass is then padded to a fixed token count (max_tokens_per_micro_batch, "
+        "default micro_batch_size x the shards' max_seq_len) so shapes stay static: one graph, no recompiles.",
     )
     liger_kernel: bool = Field(
         False,
@@ -120,6 +132,11 @@ class StageConfig(StrictModel):
             raise ValueError("offload_params needs zero_stage 3")
         if self.offload_optimizer and self.zero_stage < 1:
             raise ValueError("offload_optimizer needs zero_stage >= 1")
+        if self.liger_kernel and self.torch_compile:
+            raise ValueError(
+                "liger_kernel with torch_compile: torch.compile breaks on liger's fused linear cross-entropy "
+                "(measured, ../shared/gpu/README.md); use one of them (compile is the faster alone)"
+            )
         if self.method == "qlora" and self.zero_stage == 3:
             raise ValueError(
                 "method qlora with zero_stage 3: ZeRO-3 cannot partition the 4-bit base; use zero_stage 2 "

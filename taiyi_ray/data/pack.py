@@ -2,11 +2,12 @@
 
 Rows are filled by best-fit decreasing (each sample, longest first, goes into the fullest row it still
 fits in), which wastes no more than first-fit decreasing. `position_ids` restart at 0 for every sample;
-the model derives a block-diagonal causal mask from them (transformers' packed-sequence detection when
-no attention mask is passed; varlen flash-attention on GPU), so attention never crosses samples, and the
-loss is a mean over answer tokens, identical to training the samples unpacked.
+at load time the rows of a micro-batch are flattened into one sequence (`taiyi_ray.data.stream.flatten`)
+from whose restarting position ids every attention backend keeps samples apart (varlen flash attention,
+or a block-diagonal causal mask), and the loss is a mean over answer tokens, identical to training the
+samples unpacked.
 
-Without packing each sample is its own row (Taiyi's scheme); rows are padded per micro-batch at load time.
+Without packing each sample is its own row (Taiyi's scheme); flattening needs no padding either way.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """A training worker's data stream: its rows of the `DataPlan`, read with Ray Data, collated into
-micro-batches, one optimizer step at a time, from any `DataPosition` onwards.
+padding-free micro-batches (`flatten`), one optimizer step at a time, from any `DataPosition` onwards.
 
 Ray Data does the IO: one streaming `read_parquet` over the files this worker needs, in the order it
 needs them (with prefetching, so reads overlap training). The worker loads the files of one shuffle
@@ -31,7 +31,8 @@ STREAM_COLUMNS = ["input_ids", "labels", "position_ids", "sample_ids", "datasets
 
 @dataclass
 class StepData:
-    """The rows one worker consumes in one optimizer step, as `accumulation` micro-batches."""
+    """The rows one worker consumes in one optimizer step, as flattened forward passes: one per
+    micro-batch (more when `max_tokens_per_micro_batch` splits one). `attention_length` is the MFU's T."""
 
     epoch: int
     step_in_epoch: int
@@ -41,6 +42,7 @@ class StepData:
     datasets: list[str]
     label_tokens: int
     tokens: int
+    attention_length: float = 0.0
 
 
 @dataclass
@@ -60,32 +62,68 @@ def _rows_of(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     return array.flatten().to_numpy(zero_copy_only=False), starts
 
 
-def collate(rows: pa.Table, pad_id: int, width: int | None = None) -> dict[str, torch.Tensor]:
-    """Pad rows to `width`, or to the longest in the micro-batch. Padding gets label -100 and its own
-    position ids (0, 1, ...), so it forms a separate block of the block-diagonal mask and never mixes
-    with data. A fixed width keeps shapes static for torch.compile (one compile, no recompiles)."""
-    ids, starts = _rows_of(rows.column("input_ids"))
+def flatten(
+    rows: pa.Table, pad_id: int, token_count: int | None = None, pad_block: int | None = None
+) -> dict[str, torch.Tensor]:
+    """The rows of one micro-batch as ONE sequence of batch size 1, position ids restarting at every
+    sample: the padding-free layout (TRL's padding_free, transformers' DataCollatorWithFlattening).
+
+    From the restarting position ids `flash_attention_2` runs variable-length attention (transformers
+    derives cu_seqlens from them, `prepare_fa_kwargs_from_position_ids`) and `sdpa`, `eager` and
+    `flex_attention` build the block-diagonal causal mask, so no sample attends to another on any backend.
+    The label of every sample's first token is ignored: it would be predicted from the previous sample.
+
+    `token_count` pads the sequence to a fixed length (torch.compile: static shapes, one graph): the
+    padding carries no label and forms its own blocks of at most `pad_block` positions (default: all of
+    it), so it never joins a sample.
+    """
+    ids, _ = _rows_of(rows.column("input_ids"))
     labels, _ = _rows_of(rows.column("labels"))
     positions, _ = _rows_of(rows.column("position_ids"))
-    lengths = np.diff(starts)
-    longest = int(lengths.max())
-    if width is not None and longest > width:
-        raise ValueError(f"a row of {longest} tokens does not fit the fixed width {width}")
-    width = longest if width is None else width
-    batch = np.full((len(lengths), width), pad_id, dtype=np.int64)
-    batch_labels = np.full((len(lengths), width), IGNORE_INDEX, dtype=np.int64)
-    batch_positions = np.tile(np.arange(width, dtype=np.int64), (len(lengths), 1))
-    for index, length in enumerate(lengths):
-        row = slice(starts[index], starts[index + 1])
-        batch[index, :length] = ids[row]
-        batch_labels[index, :length] = labels[row]
-        batch_positions[index, :length] = positions[row]
-        batch_positions[index, length:] = np.arange(width - length)
+    labels = np.where(positions == 0, IGNORE_INDEX, labels)
+    if token_count is not None:
+        padding = token_count - len(ids)
+        if padding < 0:
+            raise ValueError(
+                f"a micro-batch of {len(ids)} tokens does not fit the fixed token count {token_count}"
+            )
+        ids = np.concatenate([ids, np.full(padding, pad_id, dtype=ids.dtype)])
+        labels = np.concatenate([labels, np.full(padding, IGNORE_INDEX, dtype=labels.dtype)])
+        positions = np.concatenate([positions, np.arange(padding) % max(1, pad_block or padding)])
     return {
-        "input_ids": torch.from_numpy(batch),
-        "labels": torch.from_numpy(batch_labels),
-        "position_ids": torch.from_numpy(batch_positions),
+        "input_ids": torch.from_numpy(ids.astype(np.int64)).unsqueeze(0),
+        "labels": torch.from_numpy(labels.astype(np.int64)).unsqueeze(0),
+        "position_ids": torch.from_numpy(positions.astype(np.int64)).unsqueeze(0),
     }
+
+
+def split_by_tokens(rows: pa.Table, max_tokens: int | None) -> list[pa.Table]:
+    """Consecutive groups of whole rows of at most `max_tokens` tokens each (one group without a cap).
+
+    A capped micro-batch becomes several forward passes of the same optimizer step; the rows per step
+    do not change, nor the loss (normalised over the global batch's answer tokens)."""
+    if max_tokens is None:
+        return [rows]
+    lengths = pa.compute.list_value_length(rows.column("input_ids")).to_numpy(zero_copy_only=False)
+    if len(lengths) and int(lengths.max()) > max_tokens:
+        raise ValueError(
+            f"a row of {int(lengths.max())} tokens exceeds max_tokens_per_micro_batch {max_tokens}"
+        )
+    groups, start, used = [], 0, 0
+    for index, length in enumerate(lengths.tolist()):
+        if used + length > max_tokens:
+            groups.append(rows.slice(start, index - start))
+            start, used = index, 0
+        used += length
+    groups.append(rows.slice(start))
+    return groups
+
+
+def attention_length(row_lengths: np.ndarray) -> float:
+    """The row length T of the MFU's attention term, token-weighted over rows (sum t^2 / sum t): each
+    token attends within its row, and with rows of one length T it is T (the anchor's convention)."""
+    total = float(row_lengths.sum())
+    return float((row_lengths.astype(np.float64) ** 2).sum()) / total if total else 0.0
 
 
 @dataclass
@@ -107,7 +145,9 @@ class RankStream:
     pad_id: int
     start: DataPosition = field(default_factory=DataPosition)
     prefetch_batches: int = 8  # files read ahead of the consumer
-    pad_to: int | None = None  # fixed micro-batch width (static shapes); None: the longest row
+    max_tokens: int | None = None  # cap on a forward pass's flattened tokens (max_tokens_per_micro_batch)
+    pad_to: int | None = None  # fixed token count of a forward pass (torch.compile); None: its own length
+    pad_block: int | None = None  # the padding's position blocks (the shards' max_seq_len)
 
     @property
     def rows_per_step(self) -> int:
@@ -155,14 +195,26 @@ class RankStream:
 
     def _step(self, epoch: int, step_in_epoch: int, total: int, rows: pa.Table) -> StepData:
         micro = [
-            collate(rows.slice(start, self.micro_batch_size), self.pad_id, self.pad_to)
+            flatten(group, self.pad_id, self.pad_to, self.pad_block)
             for start in range(0, rows.num_rows, self.micro_batch_size)
+            for group in split_by_tokens(rows.slice(start, self.micro_batch_size), self.max_tokens)
         ]
+        row_lengths = pa.compute.list_value_length(rows.column("input_ids")).to_numpy(zero_copy_only=False)
         sample_ids = [item for group in rows.column("sample_ids").to_pylist() for item in group]
         datasets = [item for group in rows.column("datasets").to_pylist() for item in group]
         label_tokens = int(pa.compute.sum(rows.column("num_label_tokens")).as_py())
-        tokens = int(pa.compute.sum(pa.compute.list_value_length(rows.column("input_ids"))).as_py())
-        return StepData(epoch, step_in_epoch, total, micro, sample_ids, datasets, label_tokens, tokens)
+        tokens = int(row_lengths.sum())
+        return StepData(
+            epoch,
+            step_in_epoch,
+            total,
+            micro,
+            sample_ids,
+            datasets,
+            label_tokens,
+            tokens,
+            attention_length(row_lengths),
+        )
 
     def _read_windows(self, windows: list[_Window]) -> Iterator[pa.Table]:
         """For each window, a table of this worker's rows of it in plan order (one Ray Data pipeline)."""

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import signal
@@ -148,6 +149,29 @@ def check_tokenizer(model: ModelConfig, manifest_tokenizer: ShardTokenizer) -> N
         )
 
 
+def refuse_unusable_attention(model: ModelConfig, stage: StageConfig) -> None:
+    """Refuse, before Ray Train starts, an attention backend that cannot train this stage.
+
+    flash_attention_2 needs a GPU and the flash-attn package (checked here, on the driver: the image is
+    the same on every node); flex_attention has no backward on CPU in torch. Each refusal is one line
+    that names the backend, the limit and what to use instead.
+    """
+    backend = model.attn_implementation
+    if backend == "flash_attention_2" and not stage.use_gpu:
+        raise ValueError(
+            "model.attn_implementation: flash_attention_2 needs a GPU (use_gpu is false); use sdpa"
+        )
+    if backend == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
+        raise ValueError(
+            "model.attn_implementation: flash_attention_2 needs the flash-attn package, which is not installed; "
+            "use sdpa (or install a flash-attn wheel in the image)"
+        )
+    if backend == "flex_attention" and not stage.use_gpu:
+        raise ValueError(
+            "model.attn_implementation: flex_attention cannot train on CPU (no backward in torch); use sdpa"
+        )
+
+
 def _tiny_base(model: ModelConfig, tokenizer_dir: str, run_dir: str, storage: Storage) -> str:
     """Save the random-weight base once, so stage 2, export and serving use the very same weights."""
     with tempfile.TemporaryDirectory() as scratch:
@@ -204,6 +228,12 @@ def build_spec(
     resolved = resolve_sources(stage, config.storage.root, config.data, storage, pinned)
     sources, tokenizer = resolved.files, resolved.tokenizer
     check_tokenizer(config.model, tokenizer)
+    cap = stage.max_tokens_per_micro_batch
+    if cap is not None and cap < resolved.max_seq_len:
+        raise ValueError(
+            f"{stage_name}.max_tokens_per_micro_batch {cap} is below the shards' max_seq_len "
+            f"{resolved.max_seq_len}: a whole row must fit one forward pass"
+        )
     init_from, init_dir = None, None
     if stage.init_from is not None:
         init_from, init_dir = read_result(storage, stage.init_from)
@@ -277,6 +307,7 @@ def run_stage_job(
 
     storage = Storage(config.storage)
     stage: StageConfig = getattr(config, stage_name)
+    refuse_unusable_attention(config.model, stage)
     if not resume and latest_complete_checkpoint(storage, run_dir):
         raise ValueError(
             f"{run_dir} already holds checkpoints: pass --resume to continue it, or another --run-dir"

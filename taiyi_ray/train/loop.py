@@ -27,6 +27,7 @@ import ray.train
 import torch
 import torch.distributed as dist
 
+from taiyi_ray.config.train import StageConfig
 from taiyi_ray.data.plan import DataPlan, DataPosition
 from taiyi_ray.data.stream import RankStream, StepData
 from taiyi_ray.model.factory import unwrapped
@@ -149,8 +150,15 @@ def _stream(worker: Worker, position: DataPosition) -> RankStream:
         stage.epochs,
         pad_id=worker.tokenizer.pad_token_id,
         start=position.copy(),  # the loop's position moves on; the stream reads where it started
-        pad_to=worker.spec.max_seq_len if stage.torch_compile else None,
+        max_tokens=stage.max_tokens_per_micro_batch,
+        pad_to=forward_token_count(stage, worker.spec.max_seq_len) if stage.torch_compile else None,
+        pad_block=worker.spec.max_seq_len,
     )
+
+
+def forward_token_count(stage: StageConfig, max_seq_len: int) -> int:
+    """The fixed token count of a compiled forward pass: the cap, else rows x the shards' max_seq_len."""
+    return stage.max_tokens_per_micro_batch or stage.micro_batch_size * max_seq_len
 
 
 def _step_record(
@@ -158,9 +166,12 @@ def _step_record(
 ) -> dict[str, Any]:
     """The metrics of one step (JSONL, TensorBoard, progress line)."""
     shape = unwrapped(worker.built.model).config
-    seq_len = max(batch["input_ids"].shape[1] for batch in step.micro_batches)
     flops = flops_per_token(
-        worker.matmul_params, shape.num_hidden_layers, shape.hidden_size, seq_len, worker.frozen_base
+        worker.matmul_params,
+        shape.num_hidden_layers,
+        shape.hidden_size,
+        step.attention_length,
+        worker.frozen_base,
     )
     peak = peak_flops(worker.spec.stage.peak_flops_per_device)
     return {
@@ -205,24 +216,29 @@ class StepTotals:
 
 
 def _train_step(worker: Worker, step: StepData) -> torch.Tensor:
-    """Forward/backward all micro-batches of one step; returns this worker's summed token loss.
+    """Forward/backward every flattened pass of one step, then one optimizer step; returns this
+    worker's summed token loss.
 
-    The normalisation (`micro_batch_loss`) makes the gradient that of the token mean over the whole
-    global batch, however it is split into micro-batches and workers.
+    The accumulation boundary is set by hand (DeepSpeed's `set_gradient_accumulation_boundary`), so a
+    step may hold more passes than `gradient_accumulation_steps` when `max_tokens_per_micro_batch`
+    splits a micro-batch. The normalisation (`micro_batch_loss`) makes the gradient that of the token
+    mean over the whole global batch, however it is split into passes and workers.
     """
     engine, device = worker.engine, worker.device
     global_label_tokens = _all_reduce([float(step.label_tokens)], device)[0]
     divisor = items_per_micro_batch(
         global_label_tokens, worker.world, worker.spec.stage.gradient_accumulation_steps
     )
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # on the device: no sync per micro-batch
-    for batch in step.micro_batches:
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # on the device: no sync per pass
+    last = len(step.micro_batches) - 1
+    for index, batch in enumerate(step.micro_batches):
+        engine.set_gradient_accumulation_boundary(index == last)
         loss = micro_batch_loss(
             engine, {key: value.to(device, non_blocking=True) for key, value in batch.items()}, divisor
         )
         engine.backward(loss)
-        engine.step()
         loss_sum += loss.detach().double() * divisor
+    engine.step()
     return loss_sum
 
 
@@ -233,8 +249,9 @@ def items_per_micro_batch(global_label_tokens: float, world: int, accumulation: 
 
 def micro_batch_loss(model: Any, batch: dict[str, torch.Tensor], divisor: float) -> torch.Tensor:
     """sum(CE over the batch's answer tokens) / divisor, through the model's own loss (so fused or
-    kernel-replaced losses, e.g. liger's, apply). No attention mask: position ids that restart per
-    sample make transformers build a block-diagonal causal mask, so packed samples never attend across."""
+    kernel-replaced losses, e.g. liger's, apply). No attention mask: the batch is one flattened sequence
+    whose position ids restart per sample (`taiyi_ray.data.stream.flatten`), from which every backend
+    keeps samples apart (varlen flash attention, or a block-diagonal causal mask)."""
     divisor_tensor = torch.tensor(divisor, device=batch["input_ids"].device)
     output = model(
         input_ids=batch["input_ids"],

@@ -31,8 +31,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch.distributed as dist
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from taiyi_ray.config.base import StrictModel
 from taiyi_ray.data.plan import DataPosition
@@ -373,6 +371,11 @@ def validation_summary(storage: Storage, run_dir: str, validation_s: float, wall
 
 
 def curves_png(curves: Mapping[str, Curve], title: str) -> bytes:
+    from matplotlib.backends.backend_agg import (
+        FigureCanvasAgg,  # only where a curve is drawn (GPU images may lack it)
+    )
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(7.0, 4.0), dpi=110)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot(1, 1, 1)
