@@ -2,7 +2,11 @@
 `metrics.jsonl` and TensorBoard in the run dir and logged as progress lines on the driver.
 
 MFU (PaLM): model FLOPs per trained token = 6N + 12*L*h*T (4N + 12*L*h*T for a frozen base with LoRA,
-whose frozen weights get no weight gradients), N = matmul parameters incl. the LM head, T = row length;
+whose frozen weights get no weight gradients), N = matmul parameters incl. the LM head (LoRA's own small
+matrices and gradient-checkpointing recompute not counted), T = the row length — the convention of
+../shared/gpu/sft_anchor.py, so that our MFU and the anchor's compare like with like. Our rows vary in
+length, so T is their token-weighted mean (sum t^2 / sum t: each token attends within its row), which
+is T itself for rows of one length; flattening a micro-batch into one sequence does not change it.
 MFU = real tokens/s per device x FLOPs per token / peak FLOP/s of the device. Null on CPU.
 """
 
@@ -22,35 +26,42 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Dense bf16 peak FLOP/s by device name (vendor data sheets; no sparsity).
-PEAK_BF16_FLOPS = {
-    "H200": 989e12,
-    "H100": 989e12,
-    "H800": 989e12,
-    "A100": 312e12,
-    "A800": 312e12,
-    "L40S": 362e12,
-    "A40": 149.7e12,
-    "L4": 121e12,
-    "A10": 125e12,
-}
+# Dense bf16 peak FLOP/s by CUDA device name (vendor data sheets, without sparsity). Matched in order,
+# so the specific names come first: "H100 PCIe" before "H100", "A100" before "A10", "L40S" before "L4".
+PEAK_BF16_FLOPS: tuple[tuple[str, float], ...] = (
+    ("H100 PCIe", 756e12),
+    ("H100 NVL", 835e12),
+    ("H200 NVL", 835e12),
+    ("H100", 989e12),  # SXM ("NVIDIA H100 80GB HBM3")
+    ("H200", 989e12),
+    ("H800", 989e12),
+    ("A100", 312e12),  # SXM and PCIe alike
+    ("A800", 312e12),
+    ("L40S", 362e12),
+    ("A40", 149.7e12),
+    ("L4", 121e12),
+    ("A10", 125e12),
+)
 
 
-def peak_flops(configured: float | None) -> float | None:
-    """Peak FLOP/s of this worker's device: configured, else from the CUDA device name; None on CPU."""
+def peak_flops(configured: float | None, device_name: str | None = None) -> float | None:
+    """Peak FLOP/s of this worker's device: configured (`stage.peak_flops_per_device`), else by the CUDA
+    device name; None on CPU or for an unknown GPU (then MFU is null rather than wrong)."""
     if configured is not None:
         return configured
-    if not torch.cuda.is_available():
-        return None
-    name = torch.cuda.get_device_name()
-    for key, value in PEAK_BF16_FLOPS.items():
-        if key in name:
+    if device_name is None:
+        if not torch.cuda.is_available():
+            return None
+        device_name = torch.cuda.get_device_name()
+    for key, value in PEAK_BF16_FLOPS:
+        if key in device_name:
             return value
-    log.warning("unknown GPU %r: set stage.peak_flops_per_device for MFU", name)
+    log.warning("unknown GPU %r: set stage.peak_flops_per_device for MFU", device_name)
     return None
 
 
-def flops_per_token(matmul_params: int, layers: int, hidden: int, seq_len: int, frozen_base: bool) -> float:
+def flops_per_token(matmul_params: int, layers: int, hidden: int, seq_len: float, frozen_base: bool) -> float:
+    """The PaLM count per trained token (see the module docstring); `seq_len` is the row length T."""
     return (4 if frozen_base else 6) * matmul_params + 12 * layers * hidden * seq_len
 
 
