@@ -3,6 +3,11 @@ the batch maths), the optimizer and the learning-rate schedule.
 
 The optimizer and LR schedule are handed to `deepspeed.initialize` as torch objects (AdamW, LambdaLR):
 torch's AdamW needs no JIT-built op on CPU, is fused on CUDA, and keeps the schedule code in one place.
+With `offload_optimizer` the optimizer states live in host memory and ZeRO-Offload steps them there with
+DeepSpeed's own CPU Adam (`DeepSpeedCPUAdam`, AdamW mode): DeepSpeed refuses a torch optimizer once the
+optimizer is offloaded. CPU Adam is a C++ op that DeepSpeed JIT-builds on first use (about 100 s on a
+2-core machine) into `TORCH_EXTENSIONS_DIR` (set by `taiyi_ray.runtime.base_env`, default
+`.cache/torch_extensions` in the repository, forwarded to Ray workers): later runs load the cached build.
 Schedules are multipliers of the peak lr (for LambdaLR):
 
 - constant_with_warmup (Taiyi): linear warm-up over `warmup_ratio` of the steps, then constant.
@@ -81,16 +86,21 @@ def lr_multiplier(
 def build_optimizer(
     trainable: list[torch.nn.Parameter], stage: StageConfig, total_steps: int, on_gpu: bool
 ) -> tuple[Any, Any]:
-    """AdamW (fused on CUDA) and its LambdaLR schedule over the stage's `total_steps`."""
+    """AdamW (fused on CUDA; DeepSpeed's CPU Adam when the optimizer is offloaded) and its LambdaLR
+    schedule over the stage's `total_steps`."""
     import torch
 
-    optimizer = torch.optim.AdamW(
-        trainable,
-        lr=stage.learning_rate,
-        betas=stage.adam_betas,
-        eps=stage.adam_epsilon,
-        weight_decay=stage.weight_decay,
-        fused=on_gpu,
-    )
+    lr, betas, eps, decay = stage.learning_rate, stage.adam_betas, stage.adam_epsilon, stage.weight_decay
+    optimizer: torch.optim.Optimizer
+    if stage.offload_optimizer:
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+        optimizer = DeepSpeedCPUAdam(
+            trainable, lr=lr, betas=betas, eps=eps, weight_decay=decay, adamw_mode=True
+        )
+    else:
+        optimizer = torch.optim.AdamW(
+            trainable, lr=lr, betas=betas, eps=eps, weight_decay=decay, fused=on_gpu
+        )
     multiplier = lr_multiplier(stage.lr_schedule, total_steps, stage.warmup_ratio, stage.min_lr_ratio)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
