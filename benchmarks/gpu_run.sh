@@ -9,10 +9,12 @@
 # hjson, tensorboardX: about 48 MiB) with the one extra wheel ours needs, liger-kernel==0.8.5 (0.9 MB,
 # pure Python + Triton, for the liger case), into .whl/, and copies sft_anchor.py into .anchor/ (ignored
 # through .git/info/exclude; ../shared does not travel). flash-attn cannot be built there: its case prints
-# a `skipped` line. taiyi_ray.train.outputs imports matplotlib at module level; if the image lacks it,
-# WITH_MATPLOTLIB=1 adds matplotlib and its wheels (about 17 MiB more: check the printed total against
-# the 64 MiB that travels). Beyond that ours needs nothing the image lacks (torch 2.11, transformers 5.17,
-# peft, accelerate, pyarrow, pandas, PyYAML, jinja2 are there).
+# a `skipped` line. Ours needs nothing else the image lacks (it has torch 2.11, transformers 5.17, peft,
+# accelerate, pyarrow, pandas and their PyYAML, jinja2, safetensors, tokenizers), with one unknown:
+# taiyi_ray.train.outputs imports matplotlib at module level. Should the image lack it, the import check
+# below says so and only the anchor cases run; WITH_MATPLOTLIB=1 packs matplotlib and its wheels, but
+# they weigh about 17 MiB (fonttools 5.2, matplotlib 9.4, kiwisolver 1.4...), which with ~49 MiB of the
+# rest passes the 64 MiB that travels: importing matplotlib where the curves are drawn avoids it.
 #
 # Then one device call, carrying the two ignored folders:
 #   run(command="bash benchmarks/gpu_run.sh", carry=[".whl", ".anchor"], timeout_s=540)
@@ -43,7 +45,7 @@ fi
 
 limit_s=${GPU_RUN_LIMIT_S:-470}
 started=$SECONDS
-OUT=${OUT:-$PWD/.gpu-out}
+OUT=${OUT:-/tmp/gpu-train-out}
 mkdir -p "$OUT/logs"
 if [[ ! -d .whl || ! -f .anchor/sft_anchor.py ]]; then
   echo '{"metric": "gpu_train_setup", "error": "no .whl/ or .anchor/sft_anchor.py: run bash benchmarks/gpu_run.sh --prepare here and carry both"}' | tee "$OUT/gpu_train.jsonl"
