@@ -10,6 +10,8 @@ A token is shown as its own decoded text; a byte-level token that ends inside a 
 as U+FFFD and gets `bytes: null`. Log-probabilities are from the model's raw distribution (see
 `SamplingParams`). Legacy `top_logprobs` always include the chosen token, so a harness can tell whether
 it was the greedy choice. `text_offset` counts characters from the start of the prompt, as OpenAI does.
+A row that ended on the end token has that token as its last entry, with empty text (OpenAI and vLLM
+return it so: harnesses index the entries, e.g. lm-eval's `token_logprobs[ctxlen:-1]`).
 """
 
 from __future__ import annotations
@@ -97,9 +99,8 @@ async def chat_completions(
     decoded = finished.completion
     logprobs = None
     if top is not None:
-        # A row that ended on the end token also has that token's logprob; the end token is not in the text.
-        generated = (decoded.logprobs or [])[: len(decoded.token_ids)]
-        logprobs = schemas.ChatChoiceLogprobs(content=chat_logprobs(service.registry.tokenizer, generated))
+        entries = completion_entries(service.registry.tokenizer, decoded.token_ids, decoded.logprobs or [])
+        logprobs = schemas.ChatChoiceLogprobs(content=chat_logprobs(entries))
     choice = schemas.ChatChoice(
         index=0,
         message=schemas.AssistantMessage(content=decoded.text),
@@ -289,11 +290,12 @@ async def _completion_stream(
 
 @dataclass(frozen=True)
 class Entry:
-    """One token of a legacy completion: its text, logprob (None for the first prompt token), top dict."""
+    """One token with its text, logprob (None for the first prompt token, which has nothing before it)
+    and its most likely alternatives as (text, logprob)."""
 
     token: str
     logprob: float | None
-    top: dict[str, float] | None
+    alternatives: tuple[tuple[str, float], ...] = ()
 
 
 def token_text(tokenizer, token_id: int) -> str:
@@ -304,49 +306,52 @@ def token_bytes(text: str) -> list[int] | None:
     return None if REPLACEMENT_CHARACTER in text else list(text.encode("utf-8"))
 
 
-def chat_logprobs(tokenizer, logprobs: Sequence[TokenLogprob]) -> list[schemas.ChatTokenLogprob]:
-    content = []
-    for item in logprobs:
-        text = token_text(tokenizer, item.token_id)
-        top = [
-            schemas.TopLogprob(
-                token=(alt := token_text(tokenizer, token_id)), logprob=value, bytes=token_bytes(alt)
-            )
-            for token_id, value in item.top
-        ]
-        content.append(
-            schemas.ChatTokenLogprob(
-                token=text, logprob=item.logprob, bytes=token_bytes(text), top_logprobs=top
-            )
+def chat_logprobs(entries: Sequence[Entry]) -> list[schemas.ChatTokenLogprob]:
+    """Chat `logprobs.content` of generated entries (each has a logprob and its alternatives)."""
+    return [
+        schemas.ChatTokenLogprob(
+            token=entry.token,
+            logprob=float(entry.logprob or 0.0),
+            bytes=token_bytes(entry.token),
+            top_logprobs=[
+                schemas.TopLogprob(token=text, logprob=value, bytes=token_bytes(text))
+                for text, value in entry.alternatives
+            ],
         )
-    return content
+        for entry in entries
+    ]
 
 
-def _top_dict(tokenizer, item: TokenLogprob) -> dict[str, float]:
-    top = {token_text(tokenizer, token_id): value for token_id, value in item.top}
-    top.setdefault(token_text(tokenizer, item.token_id), item.logprob)
+def _top_dict(entry: Entry) -> dict[str, float]:
+    top = dict(entry.alternatives)
+    top.setdefault(entry.token, float(entry.logprob or 0.0))
     return top
 
 
+def _entry(tokenizer, item: TokenLogprob, end_token: int | None) -> Entry:
+    def text(token_id: int) -> str:
+        return "" if token_id == end_token else token_text(tokenizer, token_id)
+
+    return Entry(text(item.token_id), item.logprob, tuple((text(t), value) for t, value in item.top))
+
+
 def completion_entries(tokenizer, token_ids: Sequence[int], logprobs: Sequence[TokenLogprob]) -> list[Entry]:
-    """Entries of the generated tokens (the chat format's end token, never part of the text, is not one)."""
-    return [
-        Entry(token_text(tokenizer, item.token_id), item.logprob, _top_dict(tokenizer, item))
-        for _, item in zip(token_ids, logprobs, strict=False)
-    ]
+    """Entries of the generated tokens, and of the end token when the row ended on it: the decoder keeps
+    its logprob after the visible ids, and it is shown with empty text, as OpenAI and vLLM do (lm-eval
+    scores `token_logprobs[ctxlen:-1]` of an echo request, so dropping it shifts every score by one)."""
+    entries = [_entry(tokenizer, item, None) for item in logprobs[: len(token_ids)]]
+    entries += [_entry(tokenizer, item, item.token_id) for item in logprobs[len(token_ids) :]]
+    return entries
 
 
 def prompt_entries(
     tokenizer, token_ids: Sequence[int], logprobs: Sequence[TokenLogprob | None]
 ) -> list[Entry]:
     """Entries of the prompt tokens; the first has no logprob (nothing precedes it)."""
-    entries = []
-    for token_id, item in zip(token_ids, logprobs, strict=True):
-        text = token_text(tokenizer, token_id)
-        entries.append(
-            Entry(text, None, None) if item is None else Entry(text, item.logprob, _top_dict(tokenizer, item))
-        )
-    return entries
+    return [
+        Entry(token_text(tokenizer, token_id), None) if item is None else _entry(tokenizer, item, None)
+        for token_id, item in zip(token_ids, logprobs, strict=True)
+    ]
 
 
 def completion_logprobs(entries: Sequence[Entry], start_offset: int = 0) -> schemas.CompletionLogprobs:
@@ -357,6 +362,6 @@ def completion_logprobs(entries: Sequence[Entry], start_offset: int = 0) -> sche
     return schemas.CompletionLogprobs(
         tokens=[entry.token for entry in entries],
         token_logprobs=[entry.logprob for entry in entries],
-        top_logprobs=[entry.top for entry in entries],
+        top_logprobs=[None if entry.logprob is None else _top_dict(entry) for entry in entries],
         text_offset=offsets,
     )

@@ -3,9 +3,6 @@ invariants: seeds, stop strings, streamed deltas joining to the final text, logp
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 import torch
 from hypothesis import given, settings
@@ -21,17 +18,9 @@ from taiyi_ray.model.generation import (
     generate_batch,
     prompt_logprobs,
 )
-from taiyi_ray.model.inference import LoadedModel, load_for_inference
+from taiyi_ray.model.inference import LoadedModel
 
 QUESTIONS = ["What is aspirin used for?", "x", "患者出现发热咳嗽，诊断为肺炎。"]
-
-
-@pytest.fixture(scope="module")
-def loaded(tiny_model_dir: Path) -> Iterator[LoadedModel]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as in a replica: tiny matrices run slower on two busy threads
-    yield load_for_inference(tiny_model_dir)
-    torch.set_num_threads(threads)
 
 
 def prompts(loaded: LoadedModel) -> list[str]:
