@@ -51,6 +51,9 @@ class ServeConfig(StrictModel):
     num_cpus_per_replica: float = Field(1, gt=0)
     num_gpus_per_replica: float = Field(0, ge=0)
     default_max_tokens: int = Field(128, ge=1)
+    max_choices: int = Field(
+        4, ge=1, description="Most choices (`n`) one request may ask for; each is one decoded row."
+    )
     max_tokens_limit: int = Field(1024, ge=1)
     request_timeout_s: float = Field(120, gt=0)
     adapters: dict[str, Location] = Field(default_factory=dict)

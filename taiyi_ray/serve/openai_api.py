@@ -40,12 +40,16 @@ def _finish_reason(decoded: Decoded) -> str:
     return decoded.finish_reason if decoded.finish_reason in ("stop", "length") else "stop"
 
 
-def _sampling(request: schemas._SamplingFields, max_tokens: int, logprobs: int | None) -> SamplingParams:
+def _sampling(
+    request: schemas._SamplingFields, max_tokens: int, logprobs: int | None, choice: int = 0
+) -> SamplingParams:
+    """The decoding settings of choice `choice` of `n`: a seeded request's choice i uses seed + i, so the
+    choices differ from each other and each is reproducible on its own."""
     return SamplingParams(
         max_new_tokens=max_tokens,
         temperature=request.temperature,
         top_p=request.top_p,
-        seed=request.seed,
+        seed=None if request.seed is None else request.seed + choice,
         stop=request.stop_sequences(),
         logprobs=logprobs,
     )
@@ -87,32 +91,36 @@ async def chat_completions(
     prompt_ids = service.chat_prompt_ids(messages)
     service.check_context(len(prompt_ids), max_tokens, "messages")
     top = (request.top_logprobs or 0) if request.logprobs else None
-    generation = service.request(
-        model_id, prompt_ids, _sampling(request, max_tokens, top), stream=request.stream
-    )
+    generations = [
+        service.request(model_id, prompt_ids, _sampling(request, max_tokens, top, i), stream=request.stream)
+        for i in range(service.choices(request))
+    ]
     response_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if request.stream:
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
-        events = _chat_stream(service, generation, response_id, created, model_id, include_usage)
+        events = _chat_stream(service, generations[0], response_id, created, model_id, include_usage)
         return StreamingResponse(events, media_type="text/event-stream")
-    finished = await service.engine.complete(generation)
-    decoded = finished.completion
-    logprobs = None
-    if top is not None:
-        entries = completion_entries(service.registry.tokenizer, decoded.token_ids, decoded.logprobs or [])
-        logprobs = schemas.ChatChoiceLogprobs(content=chat_logprobs(entries))
-    choice = schemas.ChatChoice(
-        index=0,
-        message=schemas.AssistantMessage(content=decoded.text),
-        finish_reason=_finish_reason(decoded),
-        logprobs=logprobs,
-    )
+    results = await asyncio.gather(*(service.engine.complete(generation) for generation in generations))
+    choices = [_chat_choice(service, index, result.completion, top) for index, result in enumerate(results)]
     return schemas.ChatCompletion(
         id=response_id,
         created=created,
         model=model_id,
-        choices=[choice],
-        usage=_usage(decoded.prompt_tokens, len(decoded.token_ids)),
+        choices=choices,
+        usage=_usage(len(prompt_ids), sum(len(result.completion.token_ids) for result in results)),
+    )
+
+
+def _chat_choice(service: Service, index: int, decoded: Decoded, top: int | None) -> schemas.ChatChoice:
+    logprobs = None
+    if top is not None:
+        entries = completion_entries(service.registry.tokenizer, decoded.token_ids, decoded.logprobs or [])
+        logprobs = schemas.ChatChoiceLogprobs(content=chat_logprobs(entries))
+    return schemas.ChatChoice(
+        index=index,
+        message=schemas.AssistantMessage(content=decoded.text),
+        finish_reason=_finish_reason(decoded),
+        logprobs=logprobs,
     )
 
 
@@ -183,11 +191,18 @@ async def completions(
     encoded = [_prompt_ids(service, prompt) for prompt in prompts]
     for ids in encoded:
         service.check_context(len(ids), max_tokens, "prompt")
-    params = _sampling(request, max_tokens, request.logprobs)
+    n = service.choices(request)
     echo_top = request.logprobs if request.echo and request.logprobs is not None else None
-    generations = [
-        service.request(model_id, ids, params, stream=request.stream, prompt_logprobs_top=echo_top)
+    generations = [  # OpenAI's order: the n choices of the first prompt, then those of the next
+        service.request(
+            model_id,
+            ids,
+            _sampling(request, max_tokens, request.logprobs, i),
+            stream=request.stream,
+            prompt_logprobs_top=echo_top,
+        )
         for ids in encoded
+        for i in range(n)
     ]
     response_id, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
     if request.stream:
@@ -198,8 +213,8 @@ async def completions(
         return StreamingResponse(events, media_type="text/event-stream")
     results = await asyncio.gather(*(service.engine.complete(generation) for generation in generations))
     choices = [
-        _completion_choice(service, index, prompt, ids, result, request)
-        for index, (prompt, ids, result) in enumerate(zip(prompts, encoded, results, strict=True))
+        _completion_choice(service, index, prompts[index // n], encoded[index // n], result, request)
+        for index, result in enumerate(results)
     ]
     prompt_tokens = sum(len(ids) for ids in encoded)
     completion_tokens = sum(len(result.completion.token_ids) for result in results)

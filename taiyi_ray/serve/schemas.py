@@ -1,7 +1,7 @@
 """OpenAI request and response shapes (chat completions, legacy completions, models, errors).
 
 Requests accept what the `openai` client and common harnesses send; fields we cannot honour are
-rejected with a 400 naming them (n > 1, best_of > 1, suffix, non-zero penalties) rather than ignored.
+rejected with a 400 naming them (best_of > 1, suffix, non-zero penalties) rather than ignored.
 Unknown extra fields are ignored, as OpenAI-compatible servers do, so newer clients keep working.
 Ranges that depend on the deployment (max_tokens <= serve.max_tokens_limit, the context length) are
 checked by the handlers, which know the config.
@@ -61,7 +61,7 @@ class _SamplingFields(_Request):
     )
     temperature: float = Field(1.0, ge=0.0, le=2.0, description="0 is greedy decoding.")
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    n: int = Field(1, ge=1, le=1, description="Only 1 choice per prompt is supported.")
+    n: int = Field(1, ge=1, description="Choices per prompt, at most serve.max_choices.")
     stream: bool = False
     stop: StopField = None
     seed: int | None = Field(

@@ -16,6 +16,7 @@ from taiyi_ray.model.generation import SamplingParams
 from taiyi_ray.serve.engine import Engine, GenerationRequest
 from taiyi_ray.serve.errors import APIError
 from taiyi_ray.serve.models import ModelRegistry
+from taiyi_ray.serve.schemas import _SamplingFields
 
 
 @dataclass
@@ -34,6 +35,15 @@ class Service:
             extra = " (0 only with echo)" if not allow_zero and value == 0 else ""
             raise APIError(400, f"{name} must be in [{low}, {limit}]{extra}, got {value}", param=name)
         return value
+
+    def choices(self, request: _SamplingFields) -> int:
+        """`n` checked against `serve.max_choices` (each choice is decoded as a row of its own)."""
+        limit = self.config.max_choices
+        if request.n > limit:
+            raise APIError(400, f"n must be in [1, {limit}] (serve.max_choices), got {request.n}", param="n")
+        if request.stream and request.n > 1:
+            raise APIError(400, f"stream: true takes n = 1, got n = {request.n}", param="n")
+        return request.n
 
     def tokenize(self, text: str) -> list[int]:
         return list(self.registry.tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -82,3 +82,48 @@ def test_generated_logprobs_without_the_end_token_are_unchanged(api: TestClient)
     assert answer["choices"][0]["finish_reason"] == "length" and len(logprobs["tokens"]) == 3
     assert "".join(logprobs["tokens"]) == answer["choices"][0]["text"]
     assert all(token for token in logprobs["tokens"])
+
+
+# -- n choices -------------------------------------------------------------------------------------------
+
+
+def chat_texts(api: TestClient, **fields: object) -> list[str]:
+    response = api.post("/v1/chat/completions", json={**CHAT, **fields})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [choice["index"] for choice in body["choices"]] == list(range(len(body["choices"])))
+    return [choice["message"]["content"] for choice in body["choices"]]
+
+
+def test_n_choices_use_seed_plus_index(api: TestClient) -> None:
+    sampled = {"temperature": 1.0, "seed": 40, "max_tokens": 6}
+    three = chat_texts(api, n=3, **sampled)
+    alone = [chat_texts(api, **{**sampled, "seed": 40 + i})[0] for i in range(3)]
+    assert three == alone and len(set(three)) == 3
+    greedy = chat_texts(api, n=2, temperature=0)
+    assert len(greedy) == 2 and greedy[0] == greedy[1]
+
+
+def test_n_choices_of_each_legacy_prompt_in_order(api: TestClient) -> None:
+    body = {"prompt": ["a b", "c"], "n": 2, "max_tokens": 3, "temperature": 1.0, "seed": 9}
+    answer = api.post("/v1/completions", json=body).json()
+    texts = [choice["text"] for choice in answer["choices"]]
+    assert [choice["index"] for choice in answer["choices"]] == [0, 1, 2, 3]
+    single = {
+        (prompt, seed): api.post(
+            "/v1/completions", json={**body, "prompt": prompt, "n": 1, "seed": seed}
+        ).json()
+        for prompt in ("a b", "c")
+        for seed in (9, 10)
+    }
+    assert texts == [single[key]["choices"][0]["text"] for key in single]
+    prompt_tokens = sum(single[(prompt, 9)]["usage"]["prompt_tokens"] for prompt in ("a b", "c"))
+    assert answer["usage"]["prompt_tokens"] == prompt_tokens and answer["usage"]["completion_tokens"] == 12
+
+
+@pytest.mark.parametrize(("fields", "limit"), [({"n": 5}, 4), ({"n": 3}, 2), ({"n": 2, "stream": True}, 4)])
+def test_n_beyond_the_limit_is_refused(make_api, fields: dict, limit: int) -> None:
+    api = make_api(max_choices=limit)
+    for path, body in (("/v1/chat/completions", CHAT), ("/v1/completions", {"prompt": "x", "max_tokens": 2})):
+        response = api.post(path, json={**body, **fields})
+        assert response.status_code == 400 and response.json()["error"]["param"] == "n", response.text
