@@ -1,7 +1,8 @@
 """OpenAI request and response shapes (chat completions, legacy completions, models, errors).
 
 Requests accept what the `openai` client and common harnesses send; fields we cannot honour are
-rejected with a 400 naming them (best_of > 1, suffix, non-zero penalties) rather than ignored.
+rejected with a 400 naming them (best_of > 1, suffix, non-zero penalties, tools and functions,
+logit_bias, a response_format other than text) rather than ignored.
 Unknown extra fields are ignored, as OpenAI-compatible servers do, so newer clients keep working.
 Ranges that depend on the deployment (max_tokens <= serve.max_tokens_limit, the context length) are
 checked by the handlers, which know the config.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 MAX_STOP_SEQUENCES = 4
 MAX_TOP_LOGPROBS = 20
@@ -50,6 +51,21 @@ StopField = Annotated[
 ]
 
 
+def _refused(reason: str, allowed: object = None) -> BeforeValidator:
+    """A field we cannot honour: anything but `allowed` (null, or a value with no effect) is a 400 naming
+    the field, rather than being silently ignored and returning something the client did not ask for."""
+
+    def check(value: object) -> object:
+        if value is not None and value != allowed:
+            raise ValueError(f"not supported: {reason}")
+        return value
+
+    return BeforeValidator(check)
+
+
+_NO_TOOLS = "this server does not call tools or functions; leave the field out"
+
+
 class _SamplingFields(_Request):
     """Fields shared by both completion endpoints."""
 
@@ -74,6 +90,9 @@ class _SamplingFields(_Request):
     presence_penalty: float = Field(0.0, ge=0.0, le=0.0, description="Not supported: only 0.")
     frequency_penalty: float = Field(0.0, ge=0.0, le=0.0, description="Not supported: only 0.")
     user: str | None = None
+    logit_bias: Annotated[
+        dict[str, float] | None, _refused("token biases are not applied; leave logit_bias out", {})
+    ] = Field(None, max_length=0, description="Not supported: only absent, null or {}.")
 
     @field_validator("stop")
     @classmethod
@@ -92,8 +111,24 @@ class StreamOptions(_Request):
     include_usage: bool = False
 
 
+class TextFormat(_Request):
+    type: Literal["text"]
+
+
 class ChatCompletionRequest(_SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
+    response_format: Annotated[
+        TextFormat | None,
+        _refused(
+            'only {"type": "text"}: output is not constrained to JSON here (no json_object/json_schema)',
+            {"type": "text"},
+        ),
+    ] = Field(None, description='Only {"type": "text"}.')
+    tools: Annotated[None, _refused(_NO_TOOLS)] = Field(None, description="Not supported.")
+    tool_choice: Annotated[None, _refused(_NO_TOOLS)] = Field(None, description="Not supported.")
+    parallel_tool_calls: Annotated[None, _refused(_NO_TOOLS)] = Field(None, description="Not supported.")
+    functions: Annotated[None, _refused(_NO_TOOLS)] = Field(None, description="Not supported.")
+    function_call: Annotated[None, _refused(_NO_TOOLS)] = Field(None, description="Not supported.")
     max_completion_tokens: int | None = Field(
         None, ge=0, description="Newer name of max_tokens (wins when both)."
     )

@@ -146,3 +146,41 @@ def test_adapter_names_cannot_break_model_ids(name: str) -> None:
 def test_batches_need_room() -> None:
     with pytest.raises(ValidationError, match="max_ongoing_requests"):
         ServeConfig(max_batch_size=16, max_ongoing_requests=8)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("tools", [{"type": "function", "function": {"name": "f"}}]),
+        ("tools", []),
+        ("tool_choice", "auto"),
+        ("tool_choice", "none"),
+        ("functions", [{"name": "f"}]),
+        ("function_call", "auto"),
+        ("parallel_tool_calls", False),
+        ("logit_bias", {"50256": -100}),
+        ("response_format", {"type": "json_object"}),
+        ("response_format", {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}),
+        ("response_format", "text"),
+    ],
+)
+def test_fields_we_cannot_honour_are_refused_by_name(field: str, value: object) -> None:
+    body = {"messages": [{"role": "user", "content": "hi"}], field: value}
+    message, param = problem(ChatCompletionRequest, body)
+    assert param == field and message.startswith(f"{field}: ")
+    if field == "logit_bias":
+        assert problem(CompletionRequest, {"prompt": "x", field: value})[0] == message
+
+
+def test_harmless_values_and_unknown_fields_are_accepted() -> None:
+    request = ChatCompletionRequest.model_validate(
+        {
+            "messages": [{"role": "user", "content": "hi"}],
+            "response_format": {"type": "text"},
+            "logit_bias": {},
+            "tools": None,
+            "store": True,  # unknown to this server: ignored, as before
+        }
+    )
+    assert request.response_format is not None and request.response_format.type == "text"
+    assert CompletionRequest.model_validate({"prompt": "x", "logit_bias": None}).logit_bias is None

@@ -127,3 +127,23 @@ def test_n_beyond_the_limit_is_refused(make_api, fields: dict, limit: int) -> No
     for path, body in (("/v1/chat/completions", CHAT), ("/v1/completions", {"prompt": "x", "max_tokens": 2})):
         response = api.post(path, json={**body, **fields})
         assert response.status_code == 400 and response.json()["error"]["param"] == "n", response.text
+
+
+# -- fields we cannot honour -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "field", "value"),
+    [
+        ("/v1/chat/completions", "response_format", {"type": "json_schema", "json_schema": {"name": "x"}}),
+        ("/v1/chat/completions", "tools", [{"type": "function", "function": {"name": "f"}}]),
+        ("/v1/completions", "logit_bias", {"11": 5}),
+    ],
+)
+def test_unhonoured_fields_are_openai_400s(api: TestClient, path: str, field: str, value: object) -> None:
+    body = CHAT if path.endswith("chat/completions") else {"prompt": "x", "max_tokens": 2}
+    response = api.post(path, json={**body, field: value})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["param"], error["type"]) == (field, "invalid_request_error")
+    assert "not supported" in error["message"]
