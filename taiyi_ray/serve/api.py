@@ -30,7 +30,28 @@ def create_api(service: Service, api_key_digest: str | None = None) -> FastAPI:
     install_auth(app, api_key_digest)
     _openai_routes(app, service)
     _task_routes(app, service)
+    _schema_with_limits(app, {"max_tokens": service.config.max_tokens_limit, "n": service.config.max_choices})
     return app
+
+
+def _schema_with_limits(app: FastAPI, limits: dict[str, int]) -> None:
+    """Put the deployment's limits (`maximum` of max_tokens, max_completion_tokens, n) into /openapi.json,
+    so the schema accepts exactly what the handlers do; the request models cannot know the config."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = build()
+            for model in schema.get("components", {}).get("schemas", {}).values():
+                for name, field in model.get("properties", {}).items():
+                    limit = limits.get("max_tokens" if name == "max_completion_tokens" else name)
+                    for branch in [field, *field.get("anyOf", [])] if limit is not None else []:
+                        if branch.get("type") == "integer":
+                            branch["maximum"] = limit
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _openai_routes(app: FastAPI, service: Service) -> None:

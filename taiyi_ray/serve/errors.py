@@ -87,7 +87,7 @@ def describe_validation_error(error: RequestValidationError) -> tuple[str, str |
 
 def _is_type_tag(part: str) -> bool:
     return part in {"str", "int", "float", "bool", "none"} or part.startswith(
-        ("list[", "dict[", "function-", "tagged-union")
+        ("list[", "dict[", "function-", "tagged-union", "constrained-")
     )
 
 

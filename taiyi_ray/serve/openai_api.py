@@ -180,7 +180,7 @@ async def completions(
     service: Service, request: schemas.CompletionRequest
 ) -> schemas.Completion | StreamingResponse:
     model_id = service.registry.resolve(request.model)
-    max_tokens = service.max_tokens(request.max_tokens, allow_zero=request.echo)
+    max_tokens = service.max_tokens(request.max_tokens)
     prompts = request.prompts()
     if not prompts:
         raise APIError(

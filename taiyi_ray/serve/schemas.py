@@ -19,7 +19,9 @@ MAX_TOP_LOGPROBS = 20
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # strict: a boolean is true/false and an integer a JSON integer, as the schema says ("true", 1 or 1.0
+    # for a boolean, "1" or 1.0 for an integer are refused); numbers still take integers
+    model_config = ConfigDict(extra="ignore", strict=True)
 
 
 class _Response(BaseModel):
@@ -66,6 +68,11 @@ def _refused(reason: str, allowed: object = None) -> BeforeValidator:
 _NO_TOOLS = "this server does not call tools or functions; leave the field out"
 
 
+Text = Annotated[str, Field(min_length=1)]
+_ONE = Field(min_length=1)
+TokenIds = Annotated[list[Annotated[int, Field(ge=0)]], _ONE]
+
+
 class _SamplingFields(_Request):
     """Fields shared by both completion endpoints."""
 
@@ -73,7 +80,9 @@ class _SamplingFields(_Request):
         None, description="A served model id (GET /v1/models); default: the base model."
     )
     max_tokens: int | None = Field(
-        None, ge=0, description="Tokens to generate; default serve.default_max_tokens."
+        None,
+        ge=1,
+        description="Tokens to generate, at most serve.max_tokens_limit; default serve.default_max_tokens.",
     )
     temperature: float = Field(1.0, ge=0.0, le=2.0, description="0 is greedy decoding.")
     top_p: float = Field(1.0, gt=0.0, le=1.0)
@@ -116,7 +125,9 @@ class TextFormat(_Request):
 
 
 class ChatCompletionRequest(_SamplingFields):
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(
+        min_length=1, description="The conversation so far; the last message must have role 'user'."
+    )
     response_format: Annotated[
         TextFormat | None,
         _refused(
@@ -130,7 +141,7 @@ class ChatCompletionRequest(_SamplingFields):
     functions: Annotated[None, _refused(_NO_TOOLS)] = Field(None, description="Not supported.")
     function_call: Annotated[None, _refused(_NO_TOOLS)] = Field(None, description="Not supported.")
     max_completion_tokens: int | None = Field(
-        None, ge=0, description="Newer name of max_tokens (wins when both)."
+        None, ge=1, description="Newer name of max_tokens (wins when both)."
     )
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
@@ -145,8 +156,14 @@ class ChatCompletionRequest(_SamplingFields):
 
 
 class CompletionRequest(_SamplingFields):
-    prompt: str | list[str] | list[int] | list[list[int]] = Field(
-        description="Text, texts, or token ids; one choice per prompt."
+    prompt: Text | Annotated[list[Text], _ONE] | TokenIds | Annotated[list[TokenIds], _ONE] = Field(
+        description="Text, texts, or token ids; n choices per prompt."
+    )
+    max_tokens: int | None = Field(
+        None,
+        ge=0,
+        description="Tokens to generate, at most serve.max_tokens_limit; default serve.default_max_tokens. "
+        "0 generates nothing (with echo: scores the prompt).",
     )
     echo: bool = Field(False, description="Prepend the prompt to the text (with its logprobs when asked).")
     logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS, description="Top alternatives per token.")

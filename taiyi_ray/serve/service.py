@@ -26,14 +26,15 @@ class Service:
     engine: Engine
     started: int = field(default_factory=lambda: int(time.time()))
 
-    def max_tokens(self, requested: int | None, name: str = "max_tokens", allow_zero: bool = False) -> int:
-        """`requested` (default `serve.default_max_tokens`) checked against 1..`serve.max_tokens_limit`."""
+    def max_tokens(self, requested: int | None, name: str = "max_tokens") -> int:
+        """`requested` (default `serve.default_max_tokens`) checked against `serve.max_tokens_limit`, the
+        `maximum` the OpenAPI schema shows (the minimum is the request model's own)."""
         limit = self.config.max_tokens_limit
         value = min(self.config.default_max_tokens, limit) if requested is None else requested
-        low = 0 if allow_zero else 1
-        if not low <= value <= limit:
-            extra = " (0 only with echo)" if not allow_zero and value == 0 else ""
-            raise APIError(400, f"{name} must be in [{low}, {limit}]{extra}, got {value}", param=name)
+        if value > limit:
+            raise APIError(
+                400, f"{name} must be at most {limit} (serve.max_tokens_limit), got {value}", param=name
+            )
         return value
 
     def choices(self, request: _SamplingFields) -> int:

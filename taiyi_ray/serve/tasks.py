@@ -34,11 +34,13 @@ _DEFAULT_FORMATS: dict[tuple[str, Language], str] = {
 
 
 class _TaskRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # no "true"/1 for booleans, 1.0 for integers
 
     model: str | None = Field(None, description="A served model id; default: the base model.")
     language: Language = Field("en", description="Language of the input, and of the instruction.")
-    max_tokens: int | None = Field(None, ge=1, description="Default serve.default_max_tokens.")
+    max_tokens: int | None = Field(
+        None, ge=1, description="At most serve.max_tokens_limit; default serve.default_max_tokens."
+    )
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 (default) is greedy decoding.")
     seed: int | None = Field(None, ge=0, lt=2**63)
     template_seed: int = Field(0, description="Picks one of the task's instruction paraphrases.")

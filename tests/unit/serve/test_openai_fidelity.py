@@ -147,3 +147,78 @@ def test_unhonoured_fields_are_openai_400s(api: TestClient, path: str, field: st
     error = response.json()["error"]
     assert (error["param"], error["type"]) == (field, "invalid_request_error")
     assert "not supported" in error["message"]
+
+
+# -- the schema is what validation accepts ---------------------------------------------------------------
+
+
+def integer_branch(schema: dict, model: str, field: str) -> dict:
+    prop = schema["components"]["schemas"][model]["properties"][field]
+    (branch,) = [b for b in [prop, *prop.get("anyOf", [])] if b.get("type") == "integer"]
+    return branch
+
+
+def test_schema_carries_the_deployment_limits(make_api) -> None:
+    api = make_api(max_tokens_limit=5, max_choices=3)
+    schema = api.get("/openapi.json").json()
+    assert integer_branch(schema, "ChatCompletionRequest", "max_tokens") == {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 5,
+    }
+    assert integer_branch(schema, "ChatCompletionRequest", "max_completion_tokens")["maximum"] == 5
+    assert integer_branch(schema, "CompletionRequest", "max_tokens") == {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": 5,
+    }
+    n = integer_branch(schema, "ChatCompletionRequest", "n")
+    assert (n["minimum"], n["maximum"]) == (1, 3)
+    assert integer_branch(schema, "NERRequest", "max_tokens")["maximum"] == 5
+    chat = {**CHAT, "temperature": 0}
+    assert api.post("/v1/chat/completions", json={**chat, "max_tokens": 5}).status_code == 200
+    for path, body in (("/v1/chat/completions", chat), ("/v1/completions", {"prompt": "x"})):
+        refused = api.post(path, json={**body, "max_tokens": 6})
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == "max_tokens"
+    zero = api.post("/v1/chat/completions", json={**chat, "max_tokens": 0})
+    assert zero.status_code == 400 and zero.json()["error"]["param"] == "max_tokens"
+    nothing = api.post("/v1/completions", json={"prompt": "x", "max_tokens": 0}).json()["choices"][0]
+    assert (nothing["text"], nothing["finish_reason"]) == ("", "length")
+
+
+STRICT = [
+    ("/v1/chat/completions", CHAT, "stream", "true"),
+    ("/v1/chat/completions", CHAT, "stream", 1),
+    ("/v1/chat/completions", CHAT, "logprobs", 1),
+    ("/v1/chat/completions", CHAT, "max_tokens", 2.0),
+    ("/v1/chat/completions", CHAT, "max_tokens", "2"),
+    ("/v1/chat/completions", CHAT, "n", True),
+    ("/v1/chat/completions", CHAT, "seed", "7"),
+    ("/v1/chat/completions", CHAT, "temperature", "0.5"),
+    ("/v1/completions", {"prompt": "x"}, "echo", "false"),
+    ("/v1/completions", {"prompt": "x"}, "logprobs", True),
+    ("/v1/completions", {"prompt": "x"}, "prompt", [1.0, 2.0]),
+    ("/v1/completions", {"prompt": "x"}, "prompt", ""),
+    ("/v1/completions", {"prompt": "x"}, "prompt", [[]]),
+    ("/v1/tasks/tc", {"text": "x", "labels": ["a", "b"]}, "multi_label", "true"),
+    ("/v1/tasks/ner", {"text": "x"}, "max_tokens", 4.0),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "field", "value"), STRICT)
+def test_no_lax_coercion(api: TestClient, path: str, body: dict, field: str, value: object) -> None:
+    response = api.post(path, json={**body, field: value})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == field
+
+
+@pytest.mark.parametrize("role", ["system", "assistant"])
+def test_conversation_must_end_with_the_user(api: TestClient, role: str) -> None:
+    messages = [*CHAT["messages"], {"role": role, "content": "Answer briefly."}]
+    response = api.post("/v1/chat/completions", json={**CHAT, "messages": messages})
+    assert response.status_code == 400 and response.json()["error"]["param"] == "messages"
+
+
+def test_numbers_still_take_integers(api: TestClient) -> None:
+    answer = api.post("/v1/chat/completions", json={**CHAT, "temperature": 0, "top_p": 1, "max_tokens": 2})
+    assert answer.status_code == 200 and answer.json()["usage"]["completion_tokens"] == 2
