@@ -39,7 +39,9 @@ class ServeConfig(StrictModel):
 
     model: Location | None = None
     model_id: str | None = Field(
-        None, description="Name under /v1/models; default: the model directory name."
+        None,
+        description="Name under /v1/models; default: the export's model_name (taiyi_export.json), else "
+        "the model directory name.",
     )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)

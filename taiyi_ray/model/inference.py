@@ -26,14 +26,18 @@ class LoadedModel:
     model: Any  # a transformers model, or a peft model wrapping one (adapters served by name)
     tokenizer: PreTrainedTokenizerFast
     chat_format: ChatFormat
-    name: str
+    name: str  # the export's model_name (taiyi_export.json), else the directory name
+
+
+def export_info(directory: Path) -> dict[str, Any]:
+    """`taiyi_export.json` of an export (chat format, model name, ...); {} for a model from elsewhere."""
+    info = directory / EXPORT_INFO
+    return dict(json.loads(info.read_text())) if info.exists() else {}
 
 
 def chat_format_of(directory: Path, tokenizer: PreTrainedTokenizerFast) -> ChatFormat:
-    info = directory / EXPORT_INFO
-    if info.exists():
-        return get_chat_format(json.loads(info.read_text())["chat_format"])
-    return get_chat_format("chatml" if tokenizer.eos_token == IM_END else "taiyi")
+    name = export_info(directory).get("chat_format")
+    return get_chat_format(name or ("chatml" if tokenizer.eos_token == IM_END else "taiyi"))
 
 
 def load_for_inference(
@@ -55,4 +59,6 @@ def load_for_inference(
         model = load_causal_lm(directory, dtype)
     model.to(device)
     model.eval()
-    return LoadedModel(model, tokenizer, chat_format, directory.name)
+    return LoadedModel(
+        model, tokenizer, chat_format, export_info(directory).get("model_name") or directory.name
+    )

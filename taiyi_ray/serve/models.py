@@ -1,6 +1,7 @@
 """The models one replica serves: a base model directory and LoRA adapters on top of it, by model id.
 
-Model ids: the base is `serve.model_id` (default: the directory name); each adapter of `serve.adapters`
+Model ids: the base is `serve.model_id` (default: the export's `model_name` from `taiyi_export.json`,
+else the directory name); each adapter of `serve.adapters`
 is `{base}:{name}`. The base loads when the replica starts; an adapter loads the first time a request
 names it (PEFT's multi-adapter model: one copy of the base weights, one small set of LoRA weights per
 adapter, switched per batch). An export that is itself adapter-only keeps its own adapter on for the
@@ -14,6 +15,7 @@ used from two threads at once).
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -23,6 +25,7 @@ from transformers import PreTrainedTokenizerFast
 
 from taiyi_ray.data.chat_format import ChatFormat
 from taiyi_ray.model.inference import LoadedModel, load_for_inference
+from taiyi_ray.model.result import EXPORT_INFO
 from taiyi_ray.serve.errors import APIError
 
 log = logging.getLogger(__name__)
@@ -41,8 +44,9 @@ class ModelRegistry:
         device: str = "cpu",
         max_context_tokens: int | None = None,
     ) -> None:
-        self.base_id = model_id or Path(model_dir).name
         self._loaded = load_for_inference(model_dir, device)
+        self.base_id = model_id or self._loaded.name
+        self.model_digest = model_digest(Path(model_dir))
         self._adapter_dirs = dict(adapters or {})
         self._adapters_loaded: set[str] = set()
         self._own_adapter = "default" if _is_peft(self._loaded.model) else None
@@ -114,6 +118,16 @@ class ModelRegistry:
             )
         model.eval()
         self._adapters_loaded.add(name)
+
+
+def model_digest(directory: Path) -> str:
+    """SHA-256 of what identifies a model directory without reading its weights: the export info (model
+    name, source run, dtype...), the architecture config and an adapter's config."""
+    digest = hashlib.sha256()
+    for name in (EXPORT_INFO, "config.json", "adapter_config.json"):
+        path = directory / name
+        digest.update(name.encode() + b"\0" + (path.read_bytes() if path.exists() else b"") + b"\0")
+    return digest.hexdigest()
 
 
 def _is_peft(model: object) -> bool:

@@ -106,6 +106,7 @@ async def chat_completions(
         id=response_id,
         created=created,
         model=model_id,
+        system_fingerprint=service.fingerprint,
         choices=choices,
         usage=_usage(len(prompt_ids), sum(len(result.completion.token_ids) for result in results)),
     )
@@ -135,7 +136,13 @@ async def _chat_stream(
     def chunk(delta: schemas.ChatDelta, finish_reason: str | None = None) -> str:
         choice = schemas.ChatChunkChoice(index=0, delta=delta, finish_reason=finish_reason)
         return sse(
-            schemas.ChatCompletionChunk(id=response_id, created=created, model=model_id, choices=[choice])
+            schemas.ChatCompletionChunk(
+                id=response_id,
+                created=created,
+                model=model_id,
+                system_fingerprint=service.fingerprint,
+                choices=[choice],
+            )
         )
 
     yield chunk(schemas.ChatDelta(role="assistant", content=""))
@@ -151,7 +158,12 @@ async def _chat_stream(
             usage = _usage(decoded.prompt_tokens, len(decoded.token_ids))
             yield sse(
                 schemas.ChatCompletionChunk(
-                    id=response_id, created=created, model=model_id, choices=[], usage=usage
+                    id=response_id,
+                    created=created,
+                    model=model_id,
+                    system_fingerprint=service.fingerprint,
+                    choices=[],
+                    usage=usage,
                 )
             )
     yield SSE_DONE
@@ -222,6 +234,7 @@ async def completions(
         id=response_id,
         created=created,
         model=model_id,
+        system_fingerprint=service.fingerprint,
         choices=choices,
         usage=_usage(prompt_tokens, completion_tokens),
     )
@@ -285,7 +298,15 @@ async def _completion_stream(
 ) -> AsyncIterator[str]:
     def chunk(text: str, finish_reason: str | None = None) -> str:
         choice = schemas.CompletionChoice(index=0, text=text, finish_reason=finish_reason)
-        return sse(schemas.Completion(id=response_id, created=created, model=model_id, choices=[choice]))
+        return sse(
+            schemas.Completion(
+                id=response_id,
+                created=created,
+                model=model_id,
+                system_fingerprint=service.fingerprint,
+                choices=[choice],
+            )
+        )
 
     if prompt_text:
         yield chunk(prompt_text)
@@ -298,7 +319,14 @@ async def _completion_stream(
         if request.stream_options and request.stream_options.include_usage:
             usage = _usage(decoded.prompt_tokens, len(decoded.token_ids))
             yield sse(
-                schemas.Completion(id=response_id, created=created, model=model_id, choices=[], usage=usage)
+                schemas.Completion(
+                    id=response_id,
+                    created=created,
+                    model=model_id,
+                    system_fingerprint=service.fingerprint,
+                    choices=[],
+                    usage=usage,
+                )
             )
     yield SSE_DONE
 

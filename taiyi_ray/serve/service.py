@@ -6,9 +6,14 @@ prompt + completion against the model's context length (each a 400/404 naming th
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
+
+import torch
 
 from taiyi_ray.config.serving import ServeConfig
 from taiyi_ray.data.schema import Message
@@ -25,6 +30,21 @@ class Service:
     registry: ModelRegistry
     engine: Engine
     started: int = field(default_factory=lambda: int(time.time()))
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """`system_fingerprint`: changes when the model export or an engine setting that can change the
+        output for the same request does (batch size, device, context cap, adapters, torch version)."""
+        config = self.config
+        settings = [
+            self.registry.model_digest,
+            config.max_batch_size,
+            config.num_gpus_per_replica > 0,
+            config.max_context_tokens,
+            sorted(config.adapters.items()),
+            torch.__version__,
+        ]
+        return "fp_" + hashlib.sha256(json.dumps(settings, default=str).encode()).hexdigest()[:12]
 
     def max_tokens(self, requested: int | None, name: str = "max_tokens") -> int:
         """`requested` (default `serve.default_max_tokens`) checked against `serve.max_tokens_limit`, the

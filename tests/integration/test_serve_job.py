@@ -54,7 +54,7 @@ def test_serve_job_prints_url_requires_key_and_drains_on_sigterm(
     try:
         ready = read_json_line(process, 240, transcript)
         url = ready["url"]
-        assert url.startswith("http://127.0.0.1:") and ready["models"] == [tiny_model_dir.name]
+        assert url.startswith("http://127.0.0.1:") and ready["models"] == [model_name(tiny_model_dir)]
         assert key not in Path(f"/proc/{process.pid}/cmdline").read_bytes().decode(errors="replace")
         assert httpx.get(f"{url}/healthz").status_code == 401
         headers = {"Authorization": f"Bearer {key}"}
@@ -74,6 +74,11 @@ def test_serve_job_prints_url_requires_key_and_drains_on_sigterm(
     assert final["run_dir"] == str(run_dir) and final["url"] == url
     assert json.loads((run_dir / "serve.json").read_text())["url"] == url
     assert key not in "".join(transcript)
+
+
+def model_name(model_dir: Path) -> str:
+    """The id the model is served under: its export's model_name."""
+    return str(json.loads((model_dir / "taiyi_export.json").read_text())["model_name"])
 
 
 def drain_while_streaming(process: subprocess.Popen, url: str, headers: dict[str, str]) -> list[str]:

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -222,3 +224,56 @@ def test_conversation_must_end_with_the_user(api: TestClient, role: str) -> None
 def test_numbers_still_take_integers(api: TestClient) -> None:
     answer = api.post("/v1/chat/completions", json={**CHAT, "temperature": 0, "top_p": 1, "max_tokens": 2})
     assert answer.status_code == 200 and answer.json()["usage"]["completion_tokens"] == 2
+
+
+# -- model id and system_fingerprint ---------------------------------------------------------------------
+
+
+def test_model_id_is_the_exports_model_name(api: TestClient, tiny_model_dir) -> None:
+    name = json.loads((tiny_model_dir / "taiyi_export.json").read_text())["model_name"]
+    assert name != tiny_model_dir.name
+    assert [card["id"] for card in api.get("/v1/models").json()["data"]] == [name]
+    assert api.post("/v1/chat/completions", json={**CHAT, "model": name}).json()["model"] == name
+    assert api.post("/v1/chat/completions", json=CHAT).json()["model"] == name  # no model: the base
+    for unknown in ("model", tiny_model_dir.name):
+        error = api.post("/v1/chat/completions", json={**CHAT, "model": unknown})
+        assert error.status_code == 404
+        assert (error.json()["error"]["param"], error.json()["error"]["code"]) == ("model", "model_not_found")
+
+
+def sse_payloads(text: str) -> list[dict]:
+    lines = [line[len("data: ") :] for line in text.splitlines() if line.startswith("data: ")]
+    assert lines[-1] == "[DONE]"
+    return [json.loads(line) for line in lines[:-1]]
+
+
+def test_system_fingerprint_is_set_and_follows_the_engine_settings(make_api) -> None:
+    api = make_api()
+    fingerprints = {
+        api.post("/v1/chat/completions", json=CHAT).json()["system_fingerprint"],
+        api.post("/v1/completions", json={"prompt": "x", "max_tokens": 2}).json()["system_fingerprint"],
+        *(
+            chunk["system_fingerprint"]
+            for path, body in (
+                ("/v1/chat/completions", CHAT),
+                ("/v1/completions", {"prompt": "x", "max_tokens": 2}),
+            )
+            for chunk in sse_payloads(api.post(path, json={**body, "stream": True}).text)
+        ),
+    }
+    (fingerprint,) = fingerprints
+    assert fingerprint.startswith("fp_") and len(fingerprint) == 15
+    assert make_api().post("/v1/chat/completions", json=CHAT).json()["system_fingerprint"] == fingerprint
+    other = make_api(max_batch_size=2).post("/v1/chat/completions", json=CHAT).json()["system_fingerprint"]
+    assert other.startswith("fp_") and other != fingerprint
+
+
+def test_model_digest_follows_the_export_info(tmp_path: Path) -> None:
+    from taiyi_ray.serve.models import model_digest
+
+    (tmp_path / "config.json").write_text('{"hidden_size": 8}')
+    before = model_digest(tmp_path)
+    (tmp_path / "taiyi_export.json").write_text('{"model_name": "a", "from_run": "r1"}')
+    first = model_digest(tmp_path)
+    (tmp_path / "taiyi_export.json").write_text('{"model_name": "a", "from_run": "r2"}')
+    assert len({before, first, model_digest(tmp_path)}) == 3
