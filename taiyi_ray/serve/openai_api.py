@@ -72,6 +72,33 @@ def sse(payload: schemas._Response | dict) -> str:
     return f"data: {data}\n\n"
 
 
+@dataclass(frozen=True)
+class Stamp:
+    """What every response and chunk of one request carries: its id, time, model and fingerprint."""
+
+    id: str
+    created: int
+    model: str
+    system_fingerprint: str
+
+    @classmethod
+    def new(cls, prefix: str, model_id: str, service: Service) -> Stamp:
+        return cls(f"{prefix}-{uuid.uuid4().hex}", int(time.time()), model_id, service.fingerprint)
+
+    def chat(self, choices: list[schemas.ChatChoice], usage: schemas.Usage) -> schemas.ChatCompletion:
+        return schemas.ChatCompletion(**vars(self), choices=choices, usage=usage)
+
+    def chat_chunk(
+        self, choices: list[schemas.ChatChunkChoice], usage: schemas.Usage | None = None
+    ) -> schemas.ChatCompletionChunk:
+        return schemas.ChatCompletionChunk(**vars(self), choices=choices, usage=usage)
+
+    def completion(
+        self, choices: list[schemas.CompletionChoice], usage: schemas.Usage | None = None
+    ) -> schemas.Completion:
+        return schemas.Completion(**vars(self), choices=choices, usage=usage)
+
+
 # -- chat -----------------------------------------------------------------------------------------------
 
 
@@ -95,21 +122,14 @@ async def chat_completions(
         service.request(model_id, prompt_ids, _sampling(request, max_tokens, top, i), stream=request.stream)
         for i in range(service.choices(request))
     ]
-    response_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    stamp = Stamp.new("chatcmpl", model_id, service)
     if request.stream:
-        include_usage = bool(request.stream_options and request.stream_options.include_usage)
-        events = _chat_stream(service, generations[0], response_id, created, model_id, include_usage)
+        events = _chat_stream(service, generations[0], stamp, request.stream_options)
         return StreamingResponse(events, media_type="text/event-stream")
     results = await asyncio.gather(*(service.engine.complete(generation) for generation in generations))
     choices = [_chat_choice(service, index, result.completion, top) for index, result in enumerate(results)]
-    return schemas.ChatCompletion(
-        id=response_id,
-        created=created,
-        model=model_id,
-        system_fingerprint=service.fingerprint,
-        choices=choices,
-        usage=_usage(len(prompt_ids), sum(len(result.completion.token_ids) for result in results)),
-    )
+    usage = _usage(len(prompt_ids), sum(len(result.completion.token_ids) for result in results))
+    return stamp.chat(choices, usage)
 
 
 def _chat_choice(service: Service, index: int, decoded: Decoded, top: int | None) -> schemas.ChatChoice:
@@ -128,44 +148,42 @@ def _chat_choice(service: Service, index: int, decoded: Decoded, top: int | None
 async def _chat_stream(
     service: Service,
     generation: GenerationRequest,
-    response_id: str,
-    created: int,
-    model_id: str,
-    include_usage: bool,
+    stamp: Stamp,
+    options: schemas.StreamOptions | None,
 ) -> AsyncIterator[str]:
     def chunk(delta: schemas.ChatDelta, finish_reason: str | None = None) -> str:
-        choice = schemas.ChatChunkChoice(index=0, delta=delta, finish_reason=finish_reason)
         return sse(
-            schemas.ChatCompletionChunk(
-                id=response_id,
-                created=created,
-                model=model_id,
-                system_fingerprint=service.fingerprint,
-                choices=[choice],
-            )
+            stamp.chat_chunk([schemas.ChatChunkChoice(index=0, delta=delta, finish_reason=finish_reason)])
         )
 
+    def end(decoded: Decoded, usage: schemas.Usage | None) -> list[str]:
+        final = chunk(schemas.ChatDelta(), _finish_reason(decoded))
+        return [final] if usage is None else [final, sse(stamp.chat_chunk([], usage))]
+
     yield chunk(schemas.ChatDelta(role="assistant", content=""))
-    async for piece in _stream_events(
-        service, generation, lambda text: chunk(schemas.ChatDelta(content=text))
+    async for event in _stream(
+        service, generation, lambda text: chunk(schemas.ChatDelta(content=text)), end, options
     ):
+        yield event
+
+
+async def _stream(
+    service: Service,
+    generation: GenerationRequest,
+    render: Callable[[str], str],
+    end: Callable[[Decoded, schemas.Usage | None], list[str]],
+    options: schemas.StreamOptions | None,
+) -> AsyncIterator[str]:
+    """The SSE events of a streamed request: text deltas, the `end` chunks (with usage when asked), [DONE]."""
+    async for piece in _stream_events(service, generation, render):
         if isinstance(piece, str):
             yield piece
             continue
         decoded = piece.completion
-        yield chunk(schemas.ChatDelta(), _finish_reason(decoded))
-        if include_usage:
-            usage = _usage(decoded.prompt_tokens, len(decoded.token_ids))
-            yield sse(
-                schemas.ChatCompletionChunk(
-                    id=response_id,
-                    created=created,
-                    model=model_id,
-                    system_fingerprint=service.fingerprint,
-                    choices=[],
-                    usage=usage,
-                )
-            )
+        include_usage = bool(options and options.include_usage)
+        usage = _usage(decoded.prompt_tokens, len(decoded.token_ids)) if include_usage else None
+        for event in end(decoded, usage):
+            yield event
     yield SSE_DONE
 
 
@@ -216,12 +234,10 @@ async def completions(
         for ids in encoded
         for i in range(n)
     ]
-    response_id, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
+    stamp = Stamp.new("cmpl", model_id, service)
     if request.stream:
         prompt_text = _prompt_text(service, prompts[0]) if request.echo else ""
-        events = _completion_stream(
-            service, generations[0], response_id, created, model_id, prompt_text, request
-        )
+        events = _completion_stream(service, generations[0], stamp, prompt_text, request.stream_options)
         return StreamingResponse(events, media_type="text/event-stream")
     results = await asyncio.gather(*(service.engine.complete(generation) for generation in generations))
     choices = [
@@ -230,14 +246,7 @@ async def completions(
     ]
     prompt_tokens = sum(len(ids) for ids in encoded)
     completion_tokens = sum(len(result.completion.token_ids) for result in results)
-    return schemas.Completion(
-        id=response_id,
-        created=created,
-        model=model_id,
-        system_fingerprint=service.fingerprint,
-        choices=choices,
-        usage=_usage(prompt_tokens, completion_tokens),
-    )
+    return stamp.completion(choices, _usage(prompt_tokens, completion_tokens))
 
 
 def _prompt_ids(service: Service, prompt: str | list[int]) -> list[int]:
@@ -290,45 +299,23 @@ def _completion_choice(
 async def _completion_stream(
     service: Service,
     generation: GenerationRequest,
-    response_id: str,
-    created: int,
-    model_id: str,
+    stamp: Stamp,
     prompt_text: str,
-    request: schemas.CompletionRequest,
+    options: schemas.StreamOptions | None,
 ) -> AsyncIterator[str]:
     def chunk(text: str, finish_reason: str | None = None) -> str:
-        choice = schemas.CompletionChoice(index=0, text=text, finish_reason=finish_reason)
         return sse(
-            schemas.Completion(
-                id=response_id,
-                created=created,
-                model=model_id,
-                system_fingerprint=service.fingerprint,
-                choices=[choice],
-            )
+            stamp.completion([schemas.CompletionChoice(index=0, text=text, finish_reason=finish_reason)])
         )
+
+    def end(decoded: Decoded, usage: schemas.Usage | None) -> list[str]:
+        final = chunk("", _finish_reason(decoded))
+        return [final] if usage is None else [final, sse(stamp.completion([], usage))]
 
     if prompt_text:
         yield chunk(prompt_text)
-    async for piece in _stream_events(service, generation, chunk):
-        if isinstance(piece, str):
-            yield piece
-            continue
-        decoded = piece.completion
-        yield chunk("", _finish_reason(decoded))
-        if request.stream_options and request.stream_options.include_usage:
-            usage = _usage(decoded.prompt_tokens, len(decoded.token_ids))
-            yield sse(
-                schemas.Completion(
-                    id=response_id,
-                    created=created,
-                    model=model_id,
-                    system_fingerprint=service.fingerprint,
-                    choices=[],
-                    usage=usage,
-                )
-            )
-    yield SSE_DONE
+    async for event in _stream(service, generation, chunk, end, options):
+        yield event
 
 
 @dataclass(frozen=True)

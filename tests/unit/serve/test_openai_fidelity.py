@@ -262,6 +262,11 @@ def test_system_fingerprint_is_set_and_follows_the_engine_settings(make_api) -> 
         ),
     }
     (fingerprint,) = fingerprints
+    options = {"stream": True, "stream_options": {"include_usage": True}}
+    for path, body in (("/v1/chat/completions", CHAT), ("/v1/completions", {"prompt": "x", "max_tokens": 4})):
+        chunks = sse_payloads(api.post(path, json={**body, **options}).text)
+        assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 4
+        assert chunks[-2]["choices"][0]["finish_reason"] == "length"
     assert fingerprint.startswith("fp_") and len(fingerprint) == 15
     assert make_api().post("/v1/chat/completions", json=CHAT).json()["system_fingerprint"] == fingerprint
     other = make_api(max_batch_size=2).post("/v1/chat/completions", json=CHAT).json()["system_fingerprint"]
