@@ -6,7 +6,7 @@ in `taiyi_ray.serve.app`. The OpenAPI schema is at `/openapi.json`.
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 
 from taiyi_ray.data import instruct
@@ -57,8 +57,11 @@ def _schema_with_limits(app: FastAPI, limits: dict[str, int]) -> None:
 def _openai_routes(app: FastAPI, service: Service) -> None:
     errors = schemas.error_responses(400, 401, 404, 503)
 
-    @app.get("/healthz", response_model=schemas.Health, responses=schemas.error_responses(401))
-    async def healthz() -> schemas.Health:
+    @app.get("/healthz", response_model=schemas.Health)
+    async def healthz(request: Request) -> schemas.Health:
+        """Open to probes; the models and counters only with the API key (when the server has one)."""
+        if not getattr(request.state, "authorised", True):
+            return schemas.Health()
         return schemas.Health(
             models=service.registry.ids(), loaded=service.registry.loaded_ids(), **vars(service.engine.stats)
         )

@@ -45,14 +45,19 @@ def is_authorised(authorization: str | None, digest: str) -> bool:
     return token is not None and hmac.compare_digest(key_digest(token), digest)
 
 
+OPEN_PATHS = frozenset({"/healthz"})  # for probes, which have no key: the handler shows them only "ok"
+
+
 def install_auth(app: FastAPI, digest: str | None) -> None:
-    """Require the bearer key on every request (health and schema included) when `digest` is set."""
+    """Require the bearer key on every request (the schema included) when `digest` is set, except
+    `OPEN_PATHS`, which see `request.state.authorised` instead."""
     if digest is None:
         return
 
     @app.middleware("http")
     async def _require_key(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if is_authorised(request.headers.get("authorization"), digest):
+        request.state.authorised = is_authorised(request.headers.get("authorization"), digest)
+        if request.state.authorised or request.url.path in OPEN_PATHS:
             return await call_next(request)
         message = f"missing or invalid API key; send the header 'Authorization: Bearer <key>' (the {API_KEY_ENV} of the server)"
         return JSONResponse(

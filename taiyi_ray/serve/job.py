@@ -144,8 +144,13 @@ def wait_until_ready(url: str, timeout_s: float) -> list[str]:
         while time.monotonic() < deadline:
             try:
                 response = client.get(f"{url}/healthz")
+                models = response.json().get("models") if response.status_code == 200 else None
+                if models is not None:
+                    return list(models)
                 if response.status_code == 200:
-                    return list(response.json()["models"])
+                    raise PermissionError(
+                        f"{url}/healthz lists no models: {API_KEY_ENV} differs from the server's"
+                    )
                 last = f"HTTP {response.status_code}"
             except httpx.HTTPError as error:
                 last = type(error).__name__

@@ -301,14 +301,16 @@ class ErrorResponse(_Response):
 
 
 class Health(_Response):
+    """`/healthz`: open to probes; without the API key (on a server that has one) only `status`."""
+
     status: Literal["ok"] = "ok"
-    models: list[str]
-    loaded: list[str] = Field(
-        description="Model ids whose weights are in memory (adapters load on first use)."
+    models: list[str] | None = None
+    loaded: list[str] | None = Field(
+        None, description="Model ids whose weights are in memory (adapters load on first use)."
     )
-    batches: int = Field(description="Batches decoded by this replica so far.")
-    requests: int = Field(description="Requests decoded by this replica so far.")
-    largest_batch: int = Field(description="The most requests decoded in one batch so far.")
+    batches: int | None = Field(None, description="Batches decoded by this replica so far.")
+    requests: int | None = Field(None, description="Requests decoded by this replica so far.")
+    largest_batch: int | None = Field(None, description="The most requests decoded in one batch so far.")
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:

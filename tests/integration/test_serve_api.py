@@ -411,10 +411,12 @@ def test_auth_is_required_and_the_key_never_logged(endpoint: Endpoint) -> None:
     import ray
 
     for headers in ({}, {"Authorization": "Bearer wrong-key-123"}, {"Authorization": KEY}):
-        for path in ("/healthz", "/openapi.json", "/v1/models"):
+        for path in ("/openapi.json", "/v1/models"):
             response = httpx.get(f"{endpoint.url}{path}", headers=headers)
             assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
             assert response.json()["error"]["code"] == "invalid_api_key"
+        probe = httpx.get(f"{endpoint.url}/healthz", headers=headers)  # open to probes, without the models
+        assert probe.status_code == 200 and probe.json()["models"] is None and "tiny" not in probe.text
     response = httpx.post(f"{endpoint.url}/v1/chat/completions", json=CHAT)
     assert response.status_code == 401
     assert httpx.get(f"{endpoint.url}/healthz", headers=endpoint.headers).status_code == 200

@@ -56,9 +56,10 @@ def test_serve_job_prints_url_requires_key_and_drains_on_sigterm(
         url = ready["url"]
         assert url.startswith("http://127.0.0.1:") and ready["models"] == [model_name(tiny_model_dir)]
         assert key not in Path(f"/proc/{process.pid}/cmdline").read_bytes().decode(errors="replace")
-        assert httpx.get(f"{url}/healthz").status_code == 401
+        probe = httpx.get(f"{url}/healthz")  # open to probes, but no model list without the key
+        assert probe.status_code == 200 and probe.json()["models"] is None
         headers = {"Authorization": f"Bearer {key}"}
-        assert httpx.get(f"{url}/healthz", headers=headers).status_code == 200
+        assert httpx.get(f"{url}/healthz", headers=headers).json()["models"] == ready["models"]
         lines = drain_while_streaming(process, url, headers)
         assert lines[-1] == "data: [DONE]"
         chunks = [json.loads(line[len("data: ") :]) for line in lines[:-1]]

@@ -282,3 +282,30 @@ def test_model_digest_follows_the_export_info(tmp_path: Path) -> None:
     first = model_digest(tmp_path)
     (tmp_path / "taiyi_export.json").write_text('{"model_name": "a", "from_run": "r2"}')
     assert len({before, first, model_digest(tmp_path)}) == 3
+
+
+# -- health for probes -----------------------------------------------------------------------------------
+
+
+def test_healthz_is_open_to_probes_but_shows_models_only_with_the_key(
+    make_api, registry: ModelRegistry
+) -> None:
+    from taiyi_ray.serve.auth import key_digest
+
+    api = make_api(api_key_digest=key_digest("s3cret"))
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        probe = api.get("/healthz", headers=headers)
+        assert probe.status_code == 200 and registry.base_id not in probe.text
+        assert probe.json() == {
+            "status": "ok",
+            "models": None,
+            "loaded": None,
+            "batches": None,
+            "requests": None,
+            "largest_batch": None,
+        }
+        for path in ("/v1/models", "/openapi.json"):
+            assert api.get(path, headers=headers).status_code == 401
+    full = api.get("/healthz", headers={"Authorization": "Bearer s3cret"}).json()
+    assert full["models"] == [registry.base_id] and full["requests"] == 0
+    assert make_api().get("/healthz").json()["models"] == [registry.base_id]  # no key configured: all shown
