@@ -28,8 +28,12 @@ class ServeConfig(StrictModel):
     """HTTP endpoint and engine settings.
 
     Dynamic batching: requests wait up to `batch_wait_timeout_s` to fill a batch of `max_batch_size`.
-    `max_ongoing_requests` must be >= `max_batch_size` or Serve never hands the replica a full batch;
-    requests beyond `max_queued_requests` are refused with 503 + Retry-After instead of hanging.
+    `max_ongoing_requests` must be >= `max_batch_size` or Serve never hands the replica a full batch.
+
+    Admission: a replica takes `max_ongoing_requests` generation requests (decoding or waiting for a
+    batch) and refuses more at once with an OpenAI error object (JSON 503 + Retry-After). Serve hands it
+    up to `admission_headroom` requests beyond that, so that they reach the replica to be refused there;
+    only past those does Serve's own queue (`max_queued_requests`, then a plain-text 503) act, as a backstop.
 
     `adapters` are LoRA adapter directories served as `{model_id}:{name}` on top of the base model and
     loaded on their first request. `max_context_tokens` caps prompt + completion (default: the model's
@@ -49,6 +53,9 @@ class ServeConfig(StrictModel):
     batch_wait_timeout_s: float = Field(0.01, ge=0)
     max_ongoing_requests: int = Field(32, ge=1)
     max_queued_requests: int = Field(64, ge=1)
+    admission_headroom: int = Field(
+        32, ge=1, description="Requests Serve passes beyond max_ongoing_requests, for the replica to refuse."
+    )
     num_replicas: int = Field(1, ge=1)
     num_cpus_per_replica: float = Field(1, gt=0)
     num_gpus_per_replica: float = Field(0, ge=0)

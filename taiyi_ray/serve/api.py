@@ -6,14 +6,17 @@ in `taiyi_ray.serve.app`. The OpenAPI schema is at `/openapi.json`.
 
 from __future__ import annotations
 
+import math
+
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from taiyi_ray.data import instruct
 from taiyi_ray.model.generation import SamplingParams
 from taiyi_ray.serve import openai_api, schemas, tasks
 from taiyi_ray.serve.auth import install_auth
-from taiyi_ray.serve.errors import APIError, install_error_handlers
+from taiyi_ray.serve.errors import APIError, error_response, install_error_handlers
 from taiyi_ray.serve.service import Service
 
 _STREAM = {"content": {"application/json": {}, "text/event-stream": {"description": "server-sent events"}}}
@@ -27,11 +30,41 @@ def create_api(service: Service, api_key_digest: str | None = None) -> FastAPI:
         description="OpenAI-compatible completions and structured biomedical task answers (Ray Serve).",
     )
     install_error_handlers(app)
+    app.add_middleware(  # inside the auth middleware: a request without the key is never counted
+        Admission, limit=service.config.max_ongoing_requests, retry_after_s=service.config.retry_after_s
+    )
     install_auth(app, api_key_digest)
     _openai_routes(app, service)
     _task_routes(app, service)
     _schema_with_limits(app, {"max_tokens": service.config.max_tokens_limit, "n": service.config.max_choices})
     return app
+
+
+class Admission:
+    """ASGI middleware: at most `limit` POST requests (generation) inside the replica at once, counted
+    until their response, streamed ones included, has been sent; the rest are refused at once with an
+    OpenAI error object, 503 + Retry-After, so a burst never waits in a queue it cannot leave in time."""
+
+    def __init__(self, app: ASGIApp, limit: int, retry_after_s: float) -> None:
+        self.app, self.limit, self.active = app, limit, 0
+        self.retry_after = str(math.ceil(retry_after_s))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        if self.active >= self.limit:
+            message = (
+                f"the replica is busy ({self.limit} requests in progress); retry after {self.retry_after} s"
+            )
+            refusal = APIError(503, message, code="overloaded", headers={"Retry-After": self.retry_after})
+            await error_response(refusal)(scope, receive, send)
+            return
+        self.active += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.active -= 1
 
 
 def _schema_with_limits(app: FastAPI, limits: dict[str, int]) -> None:

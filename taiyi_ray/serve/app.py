@@ -5,8 +5,10 @@ FastAPI app of `api` (built per replica through `__serve_build_asgi_app__`, so n
 Ingress and engine share one replica on purpose: a second deployment would add a hop per request (and
 per streamed token) for nothing, since the model replica is what scales.
 
-Overload: each replica takes `max_ongoing_requests`; a caller (the HTTP proxy) queues at most
-`max_queued_requests` more, and Serve refuses the rest at once with 503 + `Retry-After` (never a hang).
+Overload: each replica admits `max_ongoing_requests` generation requests and refuses more itself, at once,
+with an OpenAI error object (JSON 503 + `Retry-After`; `api.Admission`). Serve lets `admission_headroom`
+more through to be refused so; past those its proxy queues `max_queued_requests` and then refuses with
+its own plain-text 503 + `Retry-After` (a backstop: never a hang).
 Shutdown drains: a replica stops taking requests and waits up to `request_timeout_s` for those in flight.
 
 Two builders: `build_application(config)` from Python (the serve job, tests, benchmarks) and
@@ -70,7 +72,7 @@ def deployment_options(config: ServeConfig) -> dict[str, Any]:
     """Serve deployment options from the `serve` section (replicas, resources, queues, shutdown)."""
     options: dict[str, Any] = {
         "name": DEPLOYMENT_NAME,
-        "max_ongoing_requests": config.max_ongoing_requests,
+        "max_ongoing_requests": config.max_ongoing_requests + config.admission_headroom,
         "max_queued_requests": config.max_queued_requests,
         "backpressure_config": BackpressureConfig(status_code=503, retry_after_s=config.retry_after_s),
         "ray_actor_options": {

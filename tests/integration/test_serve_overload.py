@@ -1,12 +1,13 @@
-"""Overload and shutdown over real HTTP: a replica that takes one request at a time with a queue of one
-refuses the rest at once (503 + Retry-After, never a hang), and deleting the application lets the request
-in flight finish first."""
+"""Overload and shutdown over real HTTP: a replica that admits one request at a time refuses the rest
+itself, at once, as OpenAI error objects (JSON 503 + Retry-After, never a hang), and deleting the
+application lets the request in flight finish first."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ def small_url(ray_cluster: None, tiny_model_dir: Path) -> Iterator[str]:
         model=str(tiny_model_dir),
         max_batch_size=1,
         max_ongoing_requests=1,
+        admission_headroom=16,
         max_queued_requests=1,
         retry_after_s=2,
         max_tokens_limit=2000,
@@ -47,8 +49,8 @@ def small_url(ray_cluster: None, tiny_model_dir: Path) -> Iterator[str]:
 
 
 def test_overload_is_refused_at_once_with_retry_after(small_url: str) -> None:
-    """With one request on the replica, a burst of 11 gets exactly one queue place: that one is served
-    once the replica is free, the other 10 are refused with 503 + Retry-After while the first still runs."""
+    """With one request in the replica, a burst of 11 (within Serve's headroom) reaches the replica and is
+    refused there at once: 11 JSON 503s with Retry-After, all while the first request still runs."""
     in_flight, finished, result = threading.Event(), threading.Event(), {}
     body = {"prompt": "x", "max_tokens": 400, "stream": True}
 
@@ -59,26 +61,32 @@ def test_overload_is_refused_at_once_with_retry_after(small_url: str) -> None:
         result["status"] = response.status_code
         finished.set()
 
-    async def burst() -> list[tuple[int, str | None, bool]]:
+    async def burst() -> list[tuple[httpx.Response, bool]]:
         async with httpx.AsyncClient(base_url=small_url, timeout=60) as http:
 
-            async def one() -> tuple[int, str | None, bool]:
+            async def one() -> tuple[httpx.Response, bool]:
                 response = await http.post("/v1/chat/completions", json=CHAT)
-                return response.status_code, response.headers.get("retry-after"), finished.is_set()
+                return response, finished.is_set()
 
             return await asyncio.gather(*(one() for _ in range(11)))
 
     worker = threading.Thread(target=long_request)
     worker.start()
     assert in_flight.wait(timeout=60)
+    started = time.monotonic()
     answers = asyncio.run(burst())
+    elapsed = time.monotonic() - started
     worker.join(timeout=120)
     assert result["status"] == 200
-    statuses = sorted(status for status, _, _ in answers)
-    assert statuses == [200] + [503] * 10, statuses
-    refused = [answer for answer in answers if answer[0] == 503]
-    assert all(retry_after == "2" for _, retry_after, _ in refused)
-    assert not any(first_done for _, _, first_done in refused), "a refusal waited for the replica"
+    assert [response.status_code for response, _ in answers] == [503] * 11
+    for response, first_done in answers:
+        assert (
+            response.headers["retry-after"] == "2" and response.headers["content-type"] == "application/json"
+        )
+        error = response.json()["error"]
+        assert (error["type"], error["code"]) == ("overloaded_error", "overloaded") and error["message"]
+        assert not first_done, "a refusal waited for the replica"
+    assert elapsed < 10, f"11 refusals took {elapsed:.1f} s"
 
 
 def test_deleting_the_app_drains_requests_in_flight(small_url: str) -> None:

@@ -110,7 +110,9 @@ def test_serve_yaml_builds_the_application(tmp_path: Path) -> None:
     assert application["import_path"] == "taiyi_ray.serve.app:build_app"
     config = ServeConfig.model_validate(application["args"])
     options = deployment_options(config)
-    assert options["max_ongoing_requests"] == config.max_ongoing_requests >= config.max_batch_size
+    assert config.max_ongoing_requests >= config.max_batch_size
+    # Serve passes the headroom through, so that the replica itself refuses with an OpenAI error
+    assert options["max_ongoing_requests"] == config.max_ongoing_requests + config.admission_headroom
     assert options["max_queued_requests"] == config.max_queued_requests
     assert options["backpressure_config"].status_code == 503
     assert options["backpressure_config"].retry_after_s == config.retry_after_s

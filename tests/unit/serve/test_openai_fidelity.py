@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -309,3 +309,54 @@ def test_healthz_is_open_to_probes_but_shows_models_only_with_the_key(
     full = api.get("/healthz", headers={"Authorization": "Bearer s3cret"}).json()
     assert full["models"] == [registry.base_id] and full["requests"] == 0
     assert make_api().get("/healthz").json()["models"] == [registry.base_id]  # no key configured: all shown
+
+
+# -- admission -------------------------------------------------------------------------------------------
+
+
+def test_admission_refuses_beyond_the_limit_with_json_503() -> None:
+    """Two streamed requests held inside; the next three are refused at once, as OpenAI errors; once the
+    streams end, a new one is admitted again. GETs (health) are never counted."""
+    import asyncio
+
+    import httpx
+    from fastapi import FastAPI
+    from fastapi.responses import StreamingResponse
+
+    from taiyi_ray.serve.api import Admission
+
+    release = asyncio.Event()
+    inner = FastAPI()
+
+    @inner.post("/work")
+    async def work() -> StreamingResponse:
+        async def events() -> AsyncIterator[str]:
+            yield "data: first\n\n"  # headers and a first event are out: the request still counts
+            await release.wait()
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    @inner.get("/healthz")
+    async def health() -> dict:
+        return {"status": "ok"}
+
+    async def scenario() -> None:
+        admission = Admission(inner, limit=2, retry_after_s=1.5)
+        transport = httpx.ASGITransport(app=admission)
+        async with httpx.AsyncClient(transport=transport, base_url="http://replica") as http:
+            held = [asyncio.ensure_future(http.post("/work")) for _ in range(2)]
+            while admission.active < 2:
+                await asyncio.sleep(0.01)
+            refused = await asyncio.wait_for(asyncio.gather(*(http.post("/work") for _ in range(3))), 5)
+            assert (await http.get("/healthz")).status_code == 200
+            for response in refused:
+                assert response.status_code == 503 and response.headers["retry-after"] == "2"
+                error = response.json()["error"]
+                assert (error["type"], error["code"]) == ("overloaded_error", "overloaded")
+            assert not any(task.done() for task in held)
+            release.set()
+            assert [(await task).status_code for task in held] == [200, 200]
+            assert admission.active == 0 and (await http.post("/work")).status_code == 200
+
+    asyncio.run(scenario())
