@@ -262,6 +262,18 @@ def test_openai_client(endpoint: Endpoint) -> None:
     answer = api.chat.completions.create(model="tiny", messages=CHAT["messages"], max_tokens=5, temperature=0)
     assert answer.choices[0].finish_reason in ("stop", "length") and answer.usage.completion_tokens <= 5
     assert answer.usage.total_tokens == answer.usage.prompt_tokens + answer.usage.completion_tokens
+    assert answer.system_fingerprint and answer.system_fingerprint.startswith("fp_")
+    pair = api.chat.completions.create(
+        model="tiny", messages=CHAT["messages"], max_tokens=5, temperature=1.0, seed=11, n=2
+    )
+    assert [choice.index for choice in pair.choices] == [0, 1]
+    assert pair.system_fingerprint == answer.system_fingerprint
+    with pytest.raises(openai.BadRequestError, match="tools"):
+        api.chat.completions.create(
+            model="tiny",
+            messages=CHAT["messages"],
+            tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+        )
     streamed = api.chat.completions.create(
         model="tiny", messages=CHAT["messages"], max_tokens=5, temperature=0, stream=True
     )

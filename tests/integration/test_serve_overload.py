@@ -36,7 +36,7 @@ def small_url(ray_cluster: None, tiny_model_dir: Path) -> Iterator[str]:
         max_batch_size=1,
         max_ongoing_requests=1,
         admission_headroom=16,
-        max_queued_requests=1,
+        max_queued_requests=32,  # the backstop: a burst passes through the proxy's queue on its way in
         retry_after_s=2,
         max_tokens_limit=2000,
         request_timeout_s=60,
