@@ -10,11 +10,8 @@
 # pure Python + Triton, for the liger case), into .whl/, and copies sft_anchor.py into .anchor/ (ignored
 # through .git/info/exclude; ../shared does not travel). flash-attn cannot be built there: its case prints
 # a `skipped` line. Ours needs nothing else the image lacks (it has torch 2.11, transformers 5.17, peft,
-# accelerate, pyarrow, pandas and their PyYAML, jinja2, safetensors, tokenizers), with one unknown:
-# taiyi_ray.train.outputs imports matplotlib at module level. Should the image lack it, the import check
-# below says so and only the anchor cases run; WITH_MATPLOTLIB=1 packs matplotlib and its wheels, but
-# they weigh about 17 MiB (fonttools 5.2, matplotlib 9.4, kiwisolver 1.4...), which with ~49 MiB of the
-# rest passes the 64 MiB that travels: importing matplotlib where the curves are drawn avoids it.
+# accelerate, pyarrow, pandas and their PyYAML, jinja2, safetensors, tokenizers). matplotlib, which the
+# image may lack, is imported only where validation curves are drawn, and these runs draw none.
 #
 # Then one device call, carrying the two ignored folders:
 #   run(command="bash benchmarks/gpu_run.sh", carry=[".whl", ".anchor"], timeout_s=540)
@@ -27,7 +24,6 @@ if [[ "${1:-}" == "--prepare" ]]; then
   set -e
   shared=$(cd "${TAIYI_SHARED:-../shared}" && pwd)
   extra=(liger-kernel==0.8.5)
-  [[ -n "${WITH_MATPLOTLIB:-}" ]] && extra+=(matplotlib kiwisolver contourpy cycler fonttools pyparsing)
   # pack-wheels.sh writes into ./.whl and notes it in ./.git/info/exclude: run it where .git is a folder
   # (in a git worktree .git is a file), then move the wheels here.
   scratch=$(mktemp -d) && mkdir -p "$scratch/.git/info"
