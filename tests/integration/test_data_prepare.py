@@ -34,7 +34,7 @@ def test_ray_data_path_writes_what_the_in_process_path_writes(
     for name in ("stage1", "stage2"):
         for one, two in zip(local.sample_files[name], parallel.sample_files[name], strict=True):
             assert Path(one).name == Path(two).name and Path(one).read_bytes() == Path(two).read_bytes()
-    assert parallel.totals.samples == local.totals.samples == 41
+    assert parallel.totals.samples == local.totals.samples == 53  # 41 task samples + 12 demo dialogues
 
 
 def test_convert_and_prepare_through_s3(
