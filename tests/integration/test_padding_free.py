@@ -5,6 +5,9 @@ on CPU, one compiled graph over two epochs, and ZeRO-2 with the optimizer offloa
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -17,7 +20,7 @@ from taiyi_ray.config.jobs import PipelineJobConfig
 from taiyi_ray.data.shards import ShardManifest, load_manifest
 from taiyi_ray.data.stream import STREAM_COLUMNS, flatten
 from taiyi_ray.storage import Storage
-from tests.integration.helpers import TEST_CONFIG, config_for, s3_root
+from tests.integration.helpers import REPO_ROOT, TEST_CONFIG, config_for, s3_root
 
 pytestmark = pytest.mark.integration
 
@@ -68,9 +71,11 @@ def unpacked_shards(ray_cluster: None, prepared_shards: dict[str, Any]) -> dict[
 def first_step_loss(
     prepared: dict[str, Any], tokenizer: str, backend: str, packing: bool
 ) -> tuple[float, int]:
-    """jobs/stage1.py, full fine-tuning in fp32 on one worker, one optimizer step covering the epoch
-    (micro-batches of one row, as many as the epoch has rows): (that step's loss, its label tokens)."""
-    from taiyi_ray.jobs import stage1
+    """`python jobs/stage1.py` as a user runs it, joined to the test cluster: full fine-tuning in fp32 on
+    one worker, one optimizer step covering the epoch (micro-batches of one row, as many as the epoch has
+    rows): (that step's loss, its label tokens). A subprocess, because a job ends by disconnecting its
+    driver from Ray."""
+    import ray
 
     rows = prepared["summary"]["shard_sets"]["stage1"]["rows"]
     root, run_dir = prepared["root"], f"{prepared['root']}/runs/stage1-{backend}"
@@ -81,10 +86,13 @@ def first_step_loss(
         f"stage1.gradient_accumulation_steps={rows}", "stage1.max_steps=1", "stage1.epochs=1",
         "stage1.shuffle=false",
     ]  # fmt: skip
-    argv = ["--config", str(TEST_CONFIG), "--run-dir", run_dir]
+    command = [sys.executable, "jobs/stage1.py", "--config", str(TEST_CONFIG), "--run-dir", run_dir]
     for override in overrides:
-        argv += ["--set", override]
-    assert stage1.main(argv) == 0
+        command += ["--set", override]
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1])["steps"] == 1  # the job's result line
     storage = Storage(config_for(root).storage)
     (step,) = [
         json.loads(line) for line in storage.read_text(f"{run_dir}/metrics.jsonl").splitlines() if line
