@@ -78,7 +78,8 @@ def first_step_loss(
     import ray
 
     rows = prepared["summary"]["shard_sets"]["stage1"]["rows"]
-    root, run_dir = prepared["root"], f"{prepared['root']}/runs/stage1-{backend}"
+    layout = "packed" if packing else "unpacked"
+    root, run_dir = prepared["root"], f"{prepared['root']}/runs/padding-free-{layout}-{backend}"
     overrides = [
         f"storage.root={root}", f"model.tokenizer={tokenizer}", f"model.attn_implementation={backend}",
         f"data.packing={str(packing).lower()}",
