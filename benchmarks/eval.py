@@ -138,15 +138,13 @@ def actor_pool_speed(args: argparse.Namespace, model_dir: Path, sets: list, scra
 
 
 def timed(loaded, prompts: list[str], batch_size: int, settings) -> tuple[float, int]:
-    from taiyi_ray.model.generation import generate_batch
+    """Seconds and output tokens of decoding `prompts` with the engine, `batch_size` sequences at once."""
+    from taiyi_ray.model.engine import ContinuousBatcher
 
+    ids = [loaded.tokenizer(prompt, add_special_tokens=False)["input_ids"] for prompt in prompts]
+    batcher = ContinuousBatcher.for_model(loaded, max_sequences=batch_size)
     started = time.perf_counter()
-    tokens = 0
-    for start in range(0, len(prompts), batch_size):
-        tokens += sum(
-            len(item.token_ids)
-            for item in generate_batch(loaded, prompts[start : start + batch_size], settings)
-        )
+    tokens = sum(len(item.token_ids) for item in batcher.generate(loaded, ids, settings))
     if loaded.model.device.type == "cuda":
         import torch
 
@@ -156,8 +154,8 @@ def timed(loaded, prompts: list[str], batch_size: int, settings) -> tuple[float,
 
 def batched_vs_single(args: argparse.Namespace, model_dir: Path, sets: list) -> None:
     """The same items generated in batches of --batch-size and one at a time, in this process."""
-    from taiyi_ray.model.generation import GenerationSettings
-    from taiyi_ray.model.inference import load_for_inference
+    from taiyi_ray.model.factory import load_for_inference
+    from taiyi_ray.model.generation import SamplingParams
 
     if args.device == "cpu":
         import torch
@@ -166,7 +164,7 @@ def batched_vs_single(args: argparse.Namespace, model_dir: Path, sets: list) -> 
         # each small kernel wait on thread synchronisation, which swamps what is being compared.
         torch.set_num_threads(args.cpu_threads)
     loaded = load_for_inference(model_dir, device=args.device)
-    settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
+    settings = SamplingParams(max_new_tokens=args.max_new_tokens)
     timed(loaded, [loaded.chat_format.prompt_text(sets[0].items[0].messages)] * 2, 2, settings)  # warm-up
     totals = {"items": 0, "batched_s": 0.0, "single_s": 0.0}
     name = device_name(args.device)

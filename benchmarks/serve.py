@@ -114,8 +114,8 @@ def overhead(url: str, model_dir: Path, body: dict[str, Any], device: str, pairs
     import torch
 
     from taiyi_ray.data.schema import Message
+    from taiyi_ray.model.factory import load_for_inference
     from taiyi_ray.model.generation import SamplingParams, decode
-    from taiyi_ray.model.inference import load_for_inference
 
     if device == "cpu":
         torch.set_num_threads(1)  # as many threads as the replica has (num_cpus_per_replica = 1)
@@ -143,8 +143,8 @@ def engine_only(args: argparse.Namespace, model_dir: Path) -> None:
     import torch
 
     from taiyi_ray.data.schema import Message
+    from taiyi_ray.model.factory import load_for_inference
     from taiyi_ray.model.generation import SamplingParams, decode
-    from taiyi_ray.model.inference import load_for_inference
 
     if args.device == "cpu":
         torch.set_num_threads(1)  # as a replica with num_cpus_per_replica = 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from taiyi_ray.config.base import Location, StrictModel
@@ -27,8 +29,12 @@ class ServeAutoscaling(StrictModel):
 class ServeConfig(StrictModel):
     """HTTP endpoint and engine settings.
 
-    Dynamic batching: requests wait up to `batch_wait_timeout_s` to fill a batch of `max_batch_size`.
-    `max_ongoing_requests` must be >= `max_batch_size` or Serve never hands the replica a full batch.
+    Continuous batching (`taiyi_ray.model.engine`): up to `max_batch_size` sequences decode together, and
+    requests join and leave that batch at every decoding step; a step prefills whole prompts within
+    `max_step_tokens` (the oldest waiting prompt always fits an empty batch). After idling, the engine
+    waits `batch_wait_timeout_s` so that a burst is prefilled in one pass. `max_ongoing_requests` must be
+    >= `max_batch_size` or Serve never hands the replica a full batch. `scheduling: static` (a batch runs
+    until its longest row ends before others join) exists as the baseline of `benchmarks/serve.py`.
 
     Admission: a replica takes `max_ongoing_requests` generation requests (decoding or waiting for a
     batch) and refuses more at once with an OpenAI error object (JSON 503 + Retry-After). Serve hands it
@@ -51,6 +57,8 @@ class ServeConfig(StrictModel):
     port: int = Field(8000, ge=0, le=65535)
     max_batch_size: int = Field(8, ge=1)
     batch_wait_timeout_s: float = Field(0.01, ge=0)
+    max_step_tokens: int = Field(2048, ge=1, description="Prompt + running tokens one decoding step takes.")
+    scheduling: Literal["continuous", "static"] = "continuous"
     max_ongoing_requests: int = Field(32, ge=1)
     max_queued_requests: int = Field(64, ge=1)
     admission_headroom: int = Field(

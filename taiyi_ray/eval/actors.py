@@ -1,9 +1,10 @@
 """Generation with Ray Data: `map_batches` over an actor pool, each actor holding one model replica.
 
 One pipeline carries the prompts of every pending set (the model loads once per actor, not per set),
-sorted by set and then by length so that the left-padded batches of `generate_batch` waste little.
-Each block is one batch; each actor returns, with every output, its share of the seconds its batch
-took (divided again by the number of actors, which run at once), so a set's generation speed is
+sorted by set and then by length. Each block is one batch, decoded by the actor's `ContinuousBatcher`
+(the engine the Serve replicas use, so offline and endpoint predictions are the same tokens): a
+sequence that ends leaves the batch at once and the next prompt of the block joins. Each actor returns,
+with every output, its share of the seconds its batch took (divided again by the number of actors, which run at once), so a set's generation speed is
 measured apart from the pipeline's start-up and the model's loading.
 """
 
@@ -29,8 +30,11 @@ log = logging.getLogger(__name__)
 class GenerationActor:
     """A Ray Data callable class: loads the model once, then generates a batch per call."""
 
-    def __init__(self, model: str, generation: GenerationConfig, storage: StorageConfig, device: str) -> None:
-        from taiyi_ray.model.inference import load_for_inference
+    def __init__(
+        self, model: str, generation: GenerationConfig, storage: StorageConfig, device: str, batch_size: int
+    ) -> None:
+        from taiyi_ray.model.engine import ContinuousBatcher
+        from taiyi_ray.model.factory import load_for_inference
         from taiyi_ray.storage import Storage
 
         self.settings = generation_settings(generation)
@@ -38,18 +42,22 @@ class GenerationActor:
         # Credentials: the StorageConfig's own fields, else the actor's environment (never runtime_env).
         directory = Storage(storage).cached_dir(model, self.scratch.name)  # once per node with cache_dir
         self.loaded = load_for_inference(directory, device=device)
+        self.batcher = ContinuousBatcher.for_model(self.loaded, max_sequences=batch_size)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         from taiyi_ray.data.schema import Message
-        from taiyi_ray.model.generation import generate_batch
 
         conversations = [
             [Message.model_validate(message) for message in json.loads(str(text))]
             for text in batch["messages"]
         ]
-        prompts = [self.loaded.chat_format.prompt_text(messages) for messages in conversations]
+        tokenizer, chat_format = self.loaded.tokenizer, self.loaded.chat_format
+        prompt_ids = [
+            tokenizer(chat_format.prompt_text(messages), add_special_tokens=False)["input_ids"]
+            for messages in conversations
+        ]
         started = time.perf_counter()
-        generated = generate_batch(self.loaded, prompts, self.settings)
+        generated = self.batcher.generate(self.loaded, prompt_ids, self.settings)
         seconds = time.perf_counter() - started
         return {
             "set_name": batch["set_name"],
@@ -84,6 +92,7 @@ def generate_with_actors(
             "generation": config.generation,
             "storage": storage,
             "device": "cuda" if config.gpus_per_actor > 0 else "cpu",
+            "batch_size": config.batch_size,
         },
         batch_size=config.batch_size,
         batch_format="numpy",

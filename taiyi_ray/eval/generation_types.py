@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from taiyi_ray.config.evaluation import GenerationConfig
-from taiyi_ray.model.generation import GenerationSettings
+from taiyi_ray.model.generation import SamplingParams
 
 
 @dataclass(frozen=True)
@@ -54,15 +54,16 @@ accounts for — its share of its actor batch over the number of actors, or its 
 over the requests in flight — so that a set's items / summed seconds is its generation speed."""
 
 
-def generation_settings(config: GenerationConfig) -> GenerationSettings:
-    """The decoding settings of the model layer (sampling parameters only matter with do_sample)."""
-    return GenerationSettings(
+def generation_settings(config: GenerationConfig) -> SamplingParams:
+    """The decoding settings of the engine, as the endpoint derives them from the same config's request
+    (`eval.endpoint`): greedy unless do_sample; temperature, top_p and seed only matter when sampling."""
+    sampling = config.do_sample
+    return SamplingParams(
         max_new_tokens=config.max_new_tokens,
-        do_sample=config.do_sample,
-        temperature=config.temperature,
-        top_p=config.top_p,
+        temperature=config.temperature if sampling else 0.0,
+        top_p=config.top_p if sampling else 1.0,
         repetition_penalty=config.repetition_penalty,
-        seed=config.seed,
+        seed=config.seed if sampling else None,
     )
 
 

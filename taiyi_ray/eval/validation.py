@@ -4,8 +4,8 @@ The driver builds a `ValidationPlan` once (`build_validation`): each set of the 
 read exactly as the evaluation job reads it (`load_eval_set`, same template seed, so the same prompts and
 gold), and `items_per_set` of its items are drawn with the stage's seed. The plan travels to the workers.
 At a validation, every worker generates greedily for its share of the items (item i goes to rank
-i mod world) with the model it is training, through the evaluation actors' own `generate_batch`, in
-batches sorted by prompt length as the evaluation job sends them; rank 0 gathers the texts and parses and
+i mod world) with the model it is training, through the engine the evaluation actors and the Serve
+replicas use (`ContinuousBatcher`, batch-invariant on CPU), shortest prompt first; rank 0 gathers the texts and parses and
 scores them with `parse_and_score`, the evaluation job's path. So the last validation and
 `jobs/evaluate.py` on the same items score the same model the same way.
 
@@ -32,8 +32,9 @@ from taiyi_ray.eval.finalise import parse_and_score
 from taiyi_ray.eval.generation_types import RawOutput, generation_settings
 from taiyi_ray.eval.scoring import ScoreTask
 from taiyi_ray.eval.sets import EvalItem, EvalSetError, load_eval_set
-from taiyi_ray.model.generation import GenerationSettings, generate_batch
-from taiyi_ray.model.inference import LoadedModel
+from taiyi_ray.model.engine import ContinuousBatcher
+from taiyi_ray.model.factory import LoadedModel
+from taiyi_ray.model.generation import SamplingParams
 from taiyi_ray.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class ValidationPlan:
 
     sets: tuple[ValidationSet, ...]
     every_steps: int
-    settings: GenerationSettings
+    settings: SamplingParams
     batch_size: int
 
     def due(self, step: int, total_steps: int) -> bool:
@@ -84,11 +85,7 @@ class ValidationPlan:
             for index, item in enumerate(validation_set.items)
             if index % world == rank
         ]
-        padding_side = tokenizer.padding_side
-        try:
-            outputs = self._generate(LoadedModel(model, tokenizer, chat_format, "training"), mine)
-        finally:
-            tokenizer.padding_side = padding_side  # generation pads on the left
+        outputs = self._generate(LoadedModel(model, tokenizer, chat_format, "training"), mine)
         gathered: list[list[tuple[str, str, RawOutput]] | None] = [None] * world
         dist.all_gather_object(gathered, outputs)
         if rank != 0:
@@ -99,19 +96,23 @@ class ValidationPlan:
     def _generate(
         self, loaded: LoadedModel, items: Sequence[tuple[str, EvalItem]]
     ) -> list[tuple[str, str, RawOutput]]:
-        """Greedy outputs for `items`, batched shortest prompt first (as the evaluation job batches them)."""
+        """Greedy outputs for `items`, up to `batch_size` decoding at once, shortest prompt first."""
         ordered = sorted(items, key=lambda pair: (pair[0], _prompt_length(pair[1])))
-        results = []
-        for start in range(0, len(ordered), self.batch_size):
-            batch = ordered[start : start + self.batch_size]
-            prompts = [loaded.chat_format.prompt_text(list(item.messages)) for _, item in batch]
-            generated = generate_batch(loaded, prompts, self.settings)
-            for (name, item), output in zip(batch, generated, strict=True):
-                raw = RawOutput(
-                    output.text, output.finish_reason, output.prompt_tokens, len(output.token_ids)
-                )
-                results.append((name, item.record.id, raw))
-        return results
+        render = loaded.chat_format.prompt_text
+        prompt_ids = [
+            loaded.tokenizer(render(list(item.messages)), add_special_tokens=False)["input_ids"]
+            for _, item in ordered
+        ]
+        batcher = ContinuousBatcher.for_model(loaded, max_sequences=self.batch_size)
+        generated = batcher.generate(loaded, prompt_ids, self.settings)
+        return [
+            (
+                name,
+                item.record.id,
+                RawOutput(out.text, out.finish_reason, out.prompt_tokens, len(out.token_ids)),
+            )
+            for (name, item), out in zip(ordered, generated, strict=True)
+        ]
 
 
 def build_validation(

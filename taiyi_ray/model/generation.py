@@ -1,95 +1,27 @@
-"""Batched generation with a Hugging Face causal LM: left padding, stopping at the chat format's end token.
+"""What one decoded sequence is made of: its sampling settings, its token choice, its text and its result.
 
-Two entry points:
-
-- `generate_batch`: one `model.generate` call over a batch sharing one `GenerationSettings` (evaluation
-  actors use it; unchanged behaviour).
-- `decode`: our own token-by-token loop over a KV cache, for serving. Each row carries its own
-  `SamplingParams` (max tokens, temperature, top-p, seed, stop strings, logprobs), its own
-  `torch.Generator` (so a row's random draws never depend on the other rows), and an optional `RowListener`
-  that receives streamed text deltas and the finished row as soon as that row ends, not when the batch ends.
-  `model.generate` cannot mix per-row settings in one batch, which a server batching unrelated requests must.
-
-Text comes from `IncrementalText`, which is also what streams: the streamed deltas of a row always join up
-to exactly its final text (held back: a trailing partial UTF-8 character, and any tail that could still
-become a stop string).
+`taiyi_ray.model.engine.ContinuousBatcher` runs the model; this module holds the per-sequence parts it
+and its callers share: `SamplingParams` (max tokens, temperature, top-p, repetition penalty, seed, stop
+strings, logprobs), `choose_token` (one row's next token from its own logits and `torch.Generator`),
+`IncrementalText` (detokenising and streaming: the streamed deltas of a row always join up to exactly its
+final text; held back are a trailing partial UTF-8 character and any tail that could still become a stop
+string), `Completion`, and `prompt_logprobs` for `echo`.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
-import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
-from transformers import DynamicCache
 
-from taiyi_ray.model.factory import unwrapped
-from taiyi_ray.model.inference import LoadedModel
+from taiyi_ray.model.factory import LoadedModel
 
 log = logging.getLogger(__name__)
 
 REPLACEMENT_CHARACTER = "\ufffd"
-
-
-@dataclass(frozen=True)
-class GenerationSettings:
-    max_new_tokens: int = 128
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
-    repetition_penalty: float = 1.0
-    seed: int | None = None
-
-
-@dataclass(frozen=True)
-class Generated:
-    text: str
-    token_ids: list[int]
-    prompt_tokens: int
-    finish_reason: str  # "stop": the end token was produced; "length": max_new_tokens reached
-
-
-def generate_batch(
-    loaded: LoadedModel, prompts: Sequence[str], settings: GenerationSettings
-) -> list[Generated]:
-    """Generate for every prompt (already rendered with the chat format) in one batched call."""
-    tokenizer, model = loaded.tokenizer, loaded.model
-    tokenizer.padding_side = "left"
-    encoded = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
-    encoded = {key: value.to(model.device) for key, value in encoded.items()}
-    end_id = _end_token_id(loaded)
-    if settings.seed is not None:
-        torch.manual_seed(settings.seed)
-    options = {
-        "max_new_tokens": settings.max_new_tokens,
-        "do_sample": settings.do_sample,
-        "eos_token_id": end_id,
-        "pad_token_id": tokenizer.pad_token_id,
-        "repetition_penalty": settings.repetition_penalty,
-    }
-    if settings.do_sample:
-        options.update(temperature=settings.temperature, top_p=settings.top_p)
-    with torch.inference_mode():
-        output = model.generate(**encoded, **options)
-    prompt_length = encoded["input_ids"].shape[1]
-    prompt_tokens = encoded["attention_mask"].sum(dim=1).tolist()
-    results = []
-    for row, count in zip(output[:, prompt_length:].tolist(), prompt_tokens, strict=True):
-        finish = "length"
-        if end_id in row:
-            row = row[: row.index(end_id)]
-            finish = "stop"
-        results.append(
-            Generated(str(tokenizer.decode(row, skip_special_tokens=True)), row, int(count), finish)
-        )
-    return results
-
-
-# -- the serving decoder --------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -100,12 +32,14 @@ class SamplingParams:
     smallest set of tokens whose probability reaches `top_p`. `seed` seeds the row's own generator (None: a
     fresh random seed). `stop` strings end the row (not included in the text). `logprobs` None: none
     returned; k >= 0: the chosen token's log-probability plus the k most likely alternatives, all from the
-    model's raw distribution (log-softmax of the logits, before temperature and top-p).
+    model's raw distribution (log-softmax of the logits, before penalty, temperature and top-p).
+    `repetition_penalty` > 1 discourages tokens already in the prompt or output (Hugging Face's rule).
     """
 
     max_new_tokens: int
     temperature: float = 0.0
     top_p: float = 1.0
+    repetition_penalty: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
     logprobs: int | None = None
@@ -197,69 +131,7 @@ class IncrementalText:
         )
 
 
-@dataclass
-class _Row:
-    params: SamplingParams
-    listener: RowListener | None
-    generator: torch.Generator
-    prompt_tokens: int
-    text: IncrementalText
-    token_ids: list[int] = field(default_factory=list)
-    logprobs: list[TokenLogprob] = field(default_factory=list)
-    finish_reason: str | None = None
-
-    @property
-    def needs_text(self) -> bool:
-        """Decode every step only when streaming or watching for stop strings."""
-        return bool(self.params.stop) or bool(self.listener and self.listener.stream)
-
-
-def decode(
-    loaded: LoadedModel,
-    prompt_ids: Sequence[Sequence[int]],
-    params: Sequence[SamplingParams],
-    listeners: Sequence[RowListener | None] | None = None,
-) -> list[Completion]:
-    """Decode a batch of tokenised prompts, each row with its own settings; see the module docstring.
-
-    Rows stop at the chat format's end token (not part of the text), a stop string, `max_new_tokens`, or
-    when their listener says the request was cancelled. The batch ends when every row has.
-    """
-    if not prompt_ids:
-        return []
-    listeners = list(listeners) if listeners is not None else [None] * len(prompt_ids)
-    model, tokenizer = loaded.model, loaded.tokenizer
-    device = model.device
-    end_id = _end_token_id(loaded)
-    rows = [
-        _new_row(tokenizer, ids, p, listener, device)
-        for ids, p, listener in zip(prompt_ids, params, listeners, strict=True)
-    ]
-    input_ids, attention_mask = _left_pad(prompt_ids, tokenizer.pad_token_id, device)
-    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    cache = DynamicCache(config=model.config)
-    cache_argument = _cache_argument(model)
-    for row in rows:
-        if row.params.max_new_tokens <= 0:
-            _finish(row, "length")
-    with torch.inference_mode():
-        while not all(row.finish_reason for row in rows):
-            output = model(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                position_ids=position_ids,
-                **{cache_argument: cache},
-                use_cache=True,
-                logits_to_keep=1,
-            )
-            tokens = _step(output.logits[:, -1, :].float(), rows, end_id, tokenizer)
-            input_ids = torch.tensor([[token] for token in tokens], device=device)
-            attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(rows), 1))], dim=1)
-            position_ids = position_ids[:, -1:] + 1
-    return [_completion(row) for row in rows]
-
-
-def _end_token_id(loaded: LoadedModel) -> int:
+def end_token_id(loaded: LoadedModel) -> int:
     """The id of the chat format's end token (one token by construction of the tokenizer)."""
     end_id = loaded.tokenizer.convert_tokens_to_ids(loaded.chat_format.end_token)
     if not isinstance(end_id, int):
@@ -267,86 +139,31 @@ def _end_token_id(loaded: LoadedModel) -> int:
     return end_id
 
 
-def _cache_argument(model) -> str:
-    """The KV-cache keyword of the model's forward: `cache` from transformers 5.2x (`past_key_values` is then
-    deprecated, removal announced for 5.40), `past_key_values` before. Remove once transformers>=5.24 is
-    the floor everywhere (the GPU image has 5.17)."""
-    base = unwrapped(model)
-    return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
+def choose_token(
+    logits: torch.Tensor, params: SamplingParams, generator: torch.Generator, seen: Sequence[int]
+) -> int:
+    """One row's next token from its own fp32 logits ([vocabulary]): argmax when greedy, else one draw.
 
-
-def _new_row(
-    tokenizer, ids: Sequence[int], params: SamplingParams, listener: RowListener | None, device
-) -> _Row:
-    generator = torch.Generator(device=device)
-    generator.manual_seed(params.seed if params.seed is not None else secrets.randbits(63))
-    return _Row(params, listener, generator, len(ids), IncrementalText(tokenizer, params.stop))
-
-
-def _left_pad(prompt_ids: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(ids) for ids in prompt_ids)
-    input_ids = torch.full((len(prompt_ids), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(prompt_ids), width), dtype=torch.long)
-    for index, ids in enumerate(prompt_ids):
-        if ids:
-            input_ids[index, width - len(ids) :] = torch.tensor(list(ids), dtype=torch.long)
-            attention_mask[index, width - len(ids) :] = 1
-    return input_ids.to(device), attention_mask.to(device)
-
-
-def _step(logits: torch.Tensor, rows: list[_Row], end_id: int, tokenizer) -> list[int]:
-    """Choose each active row's next token, record it, and finish rows that end. Returns the next inputs."""
-    for row in rows:
-        if not row.finish_reason and row.listener is not None and row.listener.is_cancelled():
-            _finish(row, "cancelled")
-    active = [index for index, row in enumerate(rows) if not row.finish_reason]
-    chosen = _choose(logits, rows, active)
-    wants_logprobs = [index for index in active if rows[index].params.logprobs is not None]
-    log_probs = torch.log_softmax(logits[wants_logprobs], dim=-1) if wants_logprobs else None
-    next_tokens = [end_id] * len(rows)  # a finished row's further outputs are never read
-    for index in active:
-        row, token = rows[index], chosen[index]
-        next_tokens[index] = token
-        if log_probs is not None and row.params.logprobs is not None:
-            row.logprobs.append(
-                _token_logprob(log_probs[wants_logprobs.index(index)], token, row.params.logprobs)
-            )
-        _advance(row, token, end_id)
-    return next_tokens
-
-
-def _choose(logits: torch.Tensor, rows: list[_Row], active: list[int]) -> dict[int, int]:
-    """Next token of each active row: argmax for greedy rows, one draw for sampling rows."""
-    greedy = [index for index in active if rows[index].params.temperature == 0]
-    sampled = [index for index in active if rows[index].params.temperature != 0]
-    chosen: dict[int, int] = {}
-    if greedy:
-        # argmax over all rows: indexing the greedy rows first would copy [rows, vocabulary] floats
-        best = logits.argmax(dim=-1).tolist()
-        chosen.update((index, best[index]) for index in greedy)
-    if sampled:
-        chosen.update(zip(sampled, _sample([rows[index] for index in sampled], logits[sampled]), strict=True))
-    return chosen
-
-
-def _sample(rows: list[_Row], logits: torch.Tensor) -> list[int]:
-    """One draw per row from softmax(logits / temperature), nucleus-restricted to `top_p`.
-
-    Inverse-CDF sampling with a single uniform number from the row's own generator, so a row's draw depends
-    only on its own seed and distribution. (torch.multinomial over a 150k vocabulary is ~10x slower here.)
-    """
-    temperatures = torch.tensor([row.params.temperature for row in rows], device=logits.device)
-    probs = torch.softmax(logits / temperatures[:, None], dim=-1)
-    for index, row in enumerate(rows):
-        if row.params.top_p < 1.0:
-            probs[index] = _nucleus(probs[index], row.params.top_p)
+    The repetition penalty (Hugging Face's rule: a seen token's logit divided by the penalty if positive,
+    multiplied if negative; `seen` = prompt + generated ids) applies first. A draw is inverse-CDF sampling
+    with one uniform number from the row's own generator over softmax(logits / temperature), restricted to
+    `top_p`: it depends only on the row's own seed and distribution. (torch.multinomial over a 150k
+    vocabulary is ~10x slower here.)"""
+    if params.repetition_penalty != 1.0 and seen:
+        ids = torch.tensor(sorted(set(seen)), device=logits.device)
+        picked = logits[ids]
+        penalty = params.repetition_penalty
+        logits = logits.clone()
+        logits[ids] = torch.where(picked > 0, picked / penalty, picked * penalty)
+    if params.temperature == 0:
+        return int(logits.argmax())
+    probs = torch.softmax(logits / params.temperature, dim=-1)
+    if params.top_p < 1.0:
+        probs = _nucleus(probs, params.top_p)
     cdf = probs.double().cumsum(dim=-1)
-    uniforms = torch.cat(
-        [torch.rand(1, generator=row.generator, device=logits.device, dtype=torch.float64) for row in rows]
-    )
-    targets = (uniforms * cdf[:, -1]).unsqueeze(1)
-    tokens = torch.searchsorted(cdf, targets, right=True).clamp(max=probs.shape[-1] - 1)
-    return tokens.squeeze(1).tolist()
+    uniform = torch.rand(1, generator=generator, dtype=torch.float64)
+    token = torch.searchsorted(cdf, uniform.to(cdf.device) * cdf[-1], right=True)
+    return int(token.clamp(max=probs.shape[-1] - 1))
 
 
 def _nucleus(probs: torch.Tensor, top_p: float, first_k: int = 256) -> torch.Tensor:
@@ -363,47 +180,12 @@ def _nucleus(probs: torch.Tensor, top_p: float, first_k: int = 256) -> torch.Ten
     return torch.zeros_like(probs).scatter_(0, order[keep], values[keep])
 
 
-def _token_logprob(log_probs: torch.Tensor, token: int, top_k: int) -> TokenLogprob:
+def token_logprob(log_probs: torch.Tensor, token: int, top_k: int) -> TokenLogprob:
     top: tuple[tuple[int, float], ...] = ()
     if top_k > 0:
         values, indices = torch.topk(log_probs, top_k)
         top = tuple(zip(indices.tolist(), values.tolist(), strict=True))
     return TokenLogprob(token, float(log_probs[token]), top)
-
-
-def _advance(row: _Row, token: int, end_id: int) -> None:
-    """Record `token` for `row`, stream the new final text, and finish the row when it ends here."""
-    if token == end_id:
-        _finish(row, "stop")
-        return
-    row.token_ids.append(token)
-    if row.needs_text:
-        delta = row.text.update(row.token_ids)
-        if delta and row.listener is not None and row.listener.stream:
-            row.listener.on_delta(delta)
-        if row.text.stopped:
-            _finish(row, "stop")
-            return
-    if len(row.token_ids) >= row.params.max_new_tokens:
-        _finish(row, "length")
-
-
-def _finish(row: _Row, reason: str) -> None:
-    row.finish_reason = reason
-    if not row.text.stopped:
-        row.text.settle(row.token_ids)
-    if row.listener is not None:
-        rest = row.text.finish()
-        if rest and row.listener.stream:
-            row.listener.on_delta(rest)
-        row.listener.on_done(_completion(row))
-
-
-def _completion(row: _Row) -> Completion:
-    logprobs = row.logprobs if row.params.logprobs is not None else None
-    return Completion(
-        row.text.text, list(row.token_ids), row.prompt_tokens, row.finish_reason or "length", logprobs
-    )
 
 
 def prompt_logprobs(loaded: LoadedModel, token_ids: Sequence[int], top_k: int) -> list[TokenLogprob | None]:
@@ -421,5 +203,5 @@ def prompt_logprobs(loaded: LoadedModel, token_ids: Sequence[int], top_k: int) -
     result: list[TokenLogprob | None] = [None]
     for position in range(1, len(token_ids)):
         log_probs = torch.log_softmax(logits[position - 1], dim=-1)
-        result.append(_token_logprob(log_probs, int(token_ids[position]), top_k))
+        result.append(token_logprob(log_probs, int(token_ids[position]), top_k))
     return result

@@ -19,7 +19,7 @@ from transformers import GenerationConfig, PreTrainedTokenizerFast
 from taiyi_ray.config.model import TinyQwen2Shape
 from taiyi_ray.data.chat_format import ENDOFTEXT, ChatFormat, get_chat_format
 from taiyi_ray.data.tokenizer import configure_tokenizer, load_tokenizer
-from taiyi_ray.model.factory import build_tiny_qwen2, padded_vocab_size
+from taiyi_ray.model.factory import EXPORT_INFO, build_tiny_qwen2, padded_vocab_size
 from taiyi_ray.storage import Storage, join
 
 RESULT_FILE = "taiyi_model.json"
@@ -53,9 +53,6 @@ def read_result(storage: Storage, run_dir: str) -> tuple[TrainedModel, str]:
     raise FileNotFoundError(
         f"{run_dir}: no {RESULT_FILE} in it or in its model/ directory; expected the run dir of a finished stage"
     )
-
-
-EXPORT_INFO = "taiyi_export.json"
 
 
 def write_export_files(

@@ -50,7 +50,7 @@ class TaiyiServer:
         registry = ModelRegistry(
             str(settings.model), settings.model_id, settings.adapters, device, settings.max_context_tokens
         )
-        engine = Engine(registry, settings.max_batch_size, settings.batch_wait_timeout_s)
+        engine = Engine(registry, settings)
         self._service = Service(settings, registry, engine)
         self._api_key_digest = api_key_digest
 

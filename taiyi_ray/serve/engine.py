@@ -1,18 +1,17 @@
-"""Dynamic batching: requests that arrive together are decoded together (`@serve.batch`).
+"""The replica's decoding thread: requests from the event loop into `ContinuousBatcher`s, events back.
 
-Each request becomes a `GenerationRequest` (token ids + `SamplingParams`) handed to a `serve.batch`-wrapped
-method; Serve collects up to `max_batch_size` of them, waiting at most `batch_wait_timeout_s` for the batch
-to fill. The batch is decoded on one worker thread (so the event loop keeps accepting requests, which form
-the next batch meanwhile), grouped by model id, with `taiyi_ray.model.generation.decode`.
+Every model id (the base, each adapter) has its own `ContinuousBatcher` (a KV cache belongs to the
+weights that made it). One thread owns the model: it takes new requests (scoring an `echo` prompt first),
+submits them, and runs one step of every batcher that has work, switching the adapter per step, so
+requests join and leave the running batch at every decoding step (see `taiyi_ray.model.engine`). When it
+was idle, it waits `batch_wait_timeout_s` after the first arrival so that a burst is prefilled together.
 
-Results do not wait for the whole batch: every request owns an event queue that the decoding thread feeds
-(text deltas for streaming, then the finished completion), so a short answer returns as soon as its row
-ends. A request whose client went away is marked cancelled and its row stops at the next step.
+Results do not wait for the batch: every request owns an event queue that the decoding thread feeds
+(text deltas for streaming, then the finished completion). A request whose client went away is marked
+cancelled and leaves the batch at the next step.
 
-Seeds are honoured exactly: a request with `seed` is decoded in a group of its own, with a torch.Generator
-seeded from it. Its tokens then depend only on (model, prompt, parameters, seed): batching it with other
-prompts would change the padding and the shapes of the matrix products, whose floating-point sums can
-differ in the last bits and flip a sampled (or argmax) token. Requests without a seed are batched.
+Seeds are honoured exactly in any batch: greedy and seeded rows are batch-invariant (the engine's
+docstring says how), so a seeded request needs no batch of its own.
 """
 
 from __future__ import annotations
@@ -20,13 +19,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
+from collections import deque
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from ray import serve
-
-from taiyi_ray.model.generation import Completion, SamplingParams, TokenLogprob, decode, prompt_logprobs
+from taiyi_ray.config.serving import ServeConfig
+from taiyi_ray.model.engine import ContinuousBatcher
+from taiyi_ray.model.generation import Completion, SamplingParams, TokenLogprob, prompt_logprobs
 from taiyi_ray.serve.models import ModelRegistry
 
 log = logging.getLogger(__name__)
@@ -54,11 +54,6 @@ class GenerationRequest:
     _events: asyncio.Queue = field(default_factory=asyncio.Queue, init=False)
     _cancelled: threading.Event = field(default_factory=threading.Event, init=False)
 
-    @property
-    def batch_key(self) -> tuple[str, int]:
-        """Requests with equal keys are decoded together; a seeded request's key is its own."""
-        return (self.model_id, id(self) if self.params.seed is not None else 0)
-
     def on_delta(self, text: str) -> None:
         self._loop.call_soon_threadsafe(self._events.put_nowait, ("delta", text))
 
@@ -79,30 +74,33 @@ class GenerationRequest:
 
 @dataclass
 class EngineStats:
-    batches: int = 0
+    steps: int = 0
     requests: int = 0
     largest_batch: int = 0
 
 
 class Engine:
-    """Batches `GenerationRequest`s and decodes them on one thread; see the module docstring."""
+    """Feeds `GenerationRequest`s to the decoding thread; see the module docstring."""
 
-    def __init__(self, registry: ModelRegistry, max_batch_size: int, batch_wait_timeout_s: float) -> None:
+    def __init__(self, registry: ModelRegistry, config: ServeConfig) -> None:
         self._registry = registry
-        # One thread: decoding is CPU/GPU bound, and adapters are switched on the one shared model.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taiyi-decode")
-        self._batched = serve.batch(max_batch_size=max_batch_size, batch_wait_timeout_s=batch_wait_timeout_s)(
-            self._run_batch
-        )
+        self._config = config
+        self._batchers: dict[str, ContinuousBatcher] = {}
+        self._incoming: deque[GenerationRequest] = deque()
+        self._wake = threading.Condition()
         self.stats = EngineStats()
+        self._thread = threading.Thread(target=self._decode_forever, name="taiyi-decode", daemon=True)
+        self._thread.start()
 
     async def events(self, request: GenerationRequest) -> AsyncIterator[tuple[str, object]]:
         """("delta", text)... then ("done", Finished). Raises what the decoding raised; cancels on exit."""
-        submitted = asyncio.ensure_future(self._batched(request))
+        with self._wake:
+            self._incoming.append(request)
+            self._wake.notify()
         finished = False
         try:
             while not finished:
-                kind, value = await _next_event(request, submitted)
+                kind, value = await request._events.get()
                 if kind == "error":
                     raise value  # type: ignore[misc]
                 finished = kind == "done"
@@ -117,52 +115,63 @@ class Engine:
                 return value  # type: ignore[return-value]
         raise RuntimeError("the decoding ended without a result")  # unreachable: events() ends on "done"
 
-    async def _run_batch(self, requests: list[GenerationRequest]) -> list[None]:
-        self.stats.batches += 1
-        self.stats.requests += len(requests)
-        self.stats.largest_batch = max(self.stats.largest_batch, len(requests))
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._decode_all, requests)
-        return [None] * len(requests)
+    def _decode_forever(self) -> None:
+        while True:
+            self._wait_for_work()
+            self._take_incoming()
+            for model_id, batcher in list(self._batchers.items()):
+                if batcher.has_work():
+                    self._step(model_id, batcher)
 
-    def _decode_all(self, requests: list[GenerationRequest]) -> None:
-        groups: dict[tuple[str, int], list[GenerationRequest]] = {}
-        for request in requests:
-            groups.setdefault(request.batch_key, []).append(request)
-        for (model_id, _), group in groups.items():
-            live = [request for request in group if not request.is_cancelled()]
+    def _wait_for_work(self) -> None:
+        """Block while there is nothing to do; after idling, give a burst `batch_wait_timeout_s` to arrive."""
+        busy = any(batcher.has_work() for batcher in self._batchers.values())
+        with self._wake:
+            if busy or self._incoming:
+                return
+            while not self._incoming:
+                self._wake.wait()
+        time.sleep(self._config.batch_wait_timeout_s)
+
+    def _take_incoming(self) -> None:
+        while True:
+            with self._wake:
+                if not self._incoming:
+                    return
+                request = self._incoming.popleft()
+            if request.is_cancelled():
+                request.on_error(asyncio.CancelledError())
+                continue
             try:
-                self._decode_group(model_id, live)
+                self._submit(request)
             except Exception as error:
-                log.exception("decoding a batch of %d for %s failed", len(live), model_id)
-                for request in live:
-                    request.on_error(error)
-            for request in group:
-                if request not in live:
-                    request.on_error(asyncio.CancelledError())
+                log.exception("accepting a request for %s failed", request.model_id)
+                request.on_error(error)
 
-    def _decode_group(self, model_id: str, group: list[GenerationRequest]) -> None:
-        if not group:
-            return
-        with self._registry.activate(model_id) as loaded:
-            for request in group:
-                if request.prompt_logprobs_top is not None:
-                    request.prompt_logprobs = prompt_logprobs(
-                        loaded, request.prompt_ids, request.prompt_logprobs_top
-                    )
-            decode(loaded, [r.prompt_ids for r in group], [r.params for r in group], listeners=group)
+    def _submit(self, request: GenerationRequest) -> None:
+        with self._registry.activate(request.model_id) as loaded:
+            if request.prompt_logprobs_top is not None:
+                request.prompt_logprobs = prompt_logprobs(
+                    loaded, request.prompt_ids, request.prompt_logprobs_top
+                )
+            batcher = self._batchers.get(request.model_id)
+            if batcher is None:
+                config = self._config
+                batcher = ContinuousBatcher.for_model(
+                    loaded, config.max_batch_size, config.max_step_tokens, config.scheduling
+                )
+                self._batchers[request.model_id] = batcher
+        batcher.submit(request.prompt_ids, request.params, request)
+        self.stats.requests += 1
 
-
-async def _next_event(request: GenerationRequest, submitted: asyncio.Future) -> tuple[str, object]:
-    """The request's next event; if the batch call itself failed first, its exception as an error event."""
-    getter = asyncio.ensure_future(request._events.get())
-    try:
-        done, _ = await asyncio.wait({getter, submitted}, return_when=asyncio.FIRST_COMPLETED)
-        if getter in done:
-            return getter.result()
-        error = submitted.exception()
-        if error is not None:
-            return ("error", error)
-        return await getter  # the batch returned; its events are already queued
-    finally:
-        if not getter.done():
-            getter.cancel()
+    def _step(self, model_id: str, batcher: ContinuousBatcher) -> None:
+        try:
+            with self._registry.activate(model_id) as loaded:
+                batcher.step(loaded)
+        except Exception as error:
+            log.exception("a decoding step for %s failed; its requests fail with it", model_id)
+            for sequence in batcher.abandon():
+                if isinstance(sequence.listener, GenerationRequest):
+                    sequence.listener.on_error(error)
+        self.stats.steps = sum(b.stats.steps for b in self._batchers.values())
+        self.stats.largest_batch = max(self.stats.largest_batch, batcher.stats.largest_batch)

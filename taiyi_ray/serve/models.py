@@ -24,7 +24,7 @@ from pathlib import Path
 from transformers import PreTrainedTokenizerFast
 
 from taiyi_ray.data.chat_format import ChatFormat
-from taiyi_ray.model.inference import LoadedModel, load_for_inference
+from taiyi_ray.model.factory import LoadedModel, load_for_inference
 from taiyi_ray.model.result import EXPORT_INFO
 from taiyi_ray.serve.errors import APIError
 

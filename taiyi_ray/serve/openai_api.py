@@ -49,6 +49,7 @@ def _sampling(
         max_new_tokens=max_tokens,
         temperature=request.temperature,
         top_p=request.top_p,
+        repetition_penalty=request.repetition_penalty,
         seed=None if request.seed is None else request.seed + choice,
         stop=request.stop_sequences(),
         logprobs=logprobs,

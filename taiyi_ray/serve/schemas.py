@@ -93,8 +93,15 @@ class _SamplingFields(_Request):
         None,
         ge=0,
         lt=2**63,
-        description="Same seed, model, prompt and parameters give the same output: a seeded request is decoded "
-        "in a batch of its own with its own torch.Generator.",
+        description="Same seed, model, prompt and parameters give the same output, in any batch: the request "
+        "draws from its own torch.Generator over batch-invariant logits.",
+    )
+    repetition_penalty: float = Field(
+        1.0,
+        gt=0.0,
+        le=10.0,
+        description="vLLM's extra parameter, Hugging Face's rule: logits of tokens already in the prompt or "
+        "output are divided by it (if positive) or multiplied by it (if negative); 1 is off.",
     )
     presence_penalty: float = Field(0.0, ge=0.0, le=0.0, description="Not supported: only 0.")
     frequency_penalty: float = Field(0.0, ge=0.0, le=0.0, description="Not supported: only 0.")
@@ -308,9 +315,9 @@ class Health(_Response):
     loaded: list[str] | None = Field(
         None, description="Model ids whose weights are in memory (adapters load on first use)."
     )
-    batches: int | None = Field(None, description="Batches decoded by this replica so far.")
+    steps: int | None = Field(None, description="Decoding steps (forward passes) of this replica so far.")
     requests: int | None = Field(None, description="Requests decoded by this replica so far.")
-    largest_batch: int | None = Field(None, description="The most requests decoded in one batch so far.")
+    largest_batch: int | None = Field(None, description="The most sequences decoded in one step so far.")
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""What the HTTP handlers share inside one replica: the config, the models, the batching engine.
+"""What the HTTP handlers share inside one replica: the config, the models, the decoding engine.
 
 Also the request checks that need them: the model id, max_tokens against the configured limit, and
 prompt + completion against the model's context length (each a 400/404 naming the field).
@@ -34,11 +34,12 @@ class Service:
     @cached_property
     def fingerprint(self) -> str:
         """`system_fingerprint`: changes when the model export or an engine setting that can change the
-        output for the same request does (batch size, device, context cap, adapters, torch version)."""
+        output for the same request does (device, context cap, adapters, torch version; the batch size only
+        on a GPU: on a CPU the engine is batch-invariant, see `taiyi_ray.model.engine`)."""
         config = self.config
         settings = [
             self.registry.model_digest,
-            config.max_batch_size,
+            config.max_batch_size if config.num_gpus_per_replica > 0 else None,
             config.num_gpus_per_replica > 0,
             config.max_context_tokens,
             sorted(config.adapters.items()),

@@ -243,8 +243,9 @@ def test_stage2_continues_stage1_under_zero3_and_exports(
     from taiyi_ray.data.chat_format import get_chat_format
     from taiyi_ray.data.encode_samples import tokenize_conversations
     from taiyi_ray.data.schema import Message
-    from taiyi_ray.model.generation import GenerationSettings, generate_batch
-    from taiyi_ray.model.inference import load_for_inference
+    from taiyi_ray.model.factory import load_for_inference
+    from taiyi_ray.model.engine import ContinuousBatcher
+    from taiyi_ray.model.generation import SamplingParams
     from taiyi_ray.model.result import read_result
     from taiyi_ray.train.export_task import memory_budget_gib, run_export_job, weights_bytes
 
@@ -285,9 +286,11 @@ def test_stage2_continues_stage1_under_zero3_and_exports(
     templated = templated["input_ids"] if hasattr(templated, "keys") else templated
     assert list(templated) == ids.tolist()
     assert labels[-1] == loaded.tokenizer.eos_token_id == loaded.model.generation_config.eos_token_id
-    generated = generate_batch(
-        loaded, [chat_format.prompt_text(conversation[:1])] * 2, GenerationSettings(max_new_tokens=6)
-    )
+    prompt = loaded.tokenizer(chat_format.prompt_text(conversation[:1]), add_special_tokens=False)[
+        "input_ids"
+    ]
+    batcher = ContinuousBatcher.for_model(loaded)
+    generated = batcher.generate(loaded, [prompt] * 2, SamplingParams(max_new_tokens=6))
     assert all(0 < len(item.token_ids) <= 6 for item in generated)
     assert "taiyi-ray-test" in (Path(local) / "README.md").read_text()
 

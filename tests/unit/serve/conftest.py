@@ -13,7 +13,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from taiyi_ray.config.serving import ServeConfig
-from taiyi_ray.model.inference import LoadedModel, load_for_inference
+from taiyi_ray.model.factory import LoadedModel, load_for_inference
 from taiyi_ray.serve.models import ModelRegistry
 
 
@@ -54,7 +54,7 @@ def make_api(
 
         def make(api_key_digest: str | None = None, **fields: Any) -> TestClient:
             config = ServeConfig(model=str(tiny_model_dir), **fields)
-            engine = Engine(registry, config.max_batch_size, config.batch_wait_timeout_s)
+            engine = Engine(registry, config)
             app = create_api(Service(config, registry, engine), api_key_digest)
             return stack.enter_context(TestClient(app, raise_server_exceptions=False))
 

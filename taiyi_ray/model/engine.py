@@ -1,0 +1,392 @@
+"""The one inference engine: continuous (iteration-level) batching over a Hugging Face causal LM.
+
+Serve replicas, the evaluation job's Ray Data actors and validation inside training workers all decode
+through `ContinuousBatcher`, so a model scored offline and the same model behind the endpoint produce the
+same tokens. Sequences join and leave the running batch at every step: a step admits waiting sequences
+(whole prompts, within `max_step_tokens` and `max_sequences`), then runs ONE forward pass over the
+prompts being prefilled and the last token of every running sequence, all laid end to end in one row
+(no padding), and chooses each sequence's next token with its own `SamplingParams`.
+
+Batch invariance (CPU fp32): a sequence's tokens do not depend on what else is in the batch.
+- Attention is computed per sequence over its own exact-length KV cache (`engine_attention`, registered
+  with transformers' `AttentionInterface`): no padding, no mask, the same kernel call whether the
+  sequence runs alone or among 31 others.
+- Every other layer is row-wise (embeddings, norms, rotary, MLP, LM head), but a matrix multiply's row
+  can come out bitwise different with 1-3 rows than with 4 or more (measured with torch 2.13 on these
+  CPUs; identical from 4 to 2,048 rows). So a pass always has at least `MIN_ROWS` token rows and the LM
+  head at least `MIN_ROWS` rows (padding rows attend only to themselves and are discarded).
+- Prefill is never chunked, so a sequence's own computation is the same in every schedule.
+Greedy rows are therefore identical alone and in any batch, and a seeded sampling row draws from its own
+`torch.Generator` over its own logits: exact too.
+
+`scheduling="static"` admits new sequences only once the running batch is empty (a batch runs until its
+longest row ends): the baseline of `benchmarks/serve.py`, not for production.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections import deque
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from transformers import AttentionInterface
+
+from taiyi_ray.model.factory import LoadedModel, unwrapped
+from taiyi_ray.model.generation import (
+    Completion,
+    IncrementalText,
+    RowListener,
+    SamplingParams,
+    TokenLogprob,
+    choose_token,
+    end_token_id,
+    token_logprob,
+)
+
+log = logging.getLogger(__name__)
+
+ENGINE_ATTENTION = "taiyi_engine"
+MIN_ROWS = 4
+Scheduling = Literal["continuous", "static"]
+
+
+class SequenceCache:
+    """One sequence's keys and values per layer, [kv_heads, capacity, head_dim], grown by doubling."""
+
+    def __init__(self) -> None:
+        self._keys: dict[int, torch.Tensor] = {}
+        self._values: dict[int, torch.Tensor] = {}
+        self._lengths: dict[int, int] = {}
+
+    def append(
+        self, layer: int, keys: torch.Tensor, values: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store `keys`/`values` ([kv_heads, tokens, head_dim]) of `layer`; all of the layer's so far."""
+        length = self._lengths.get(layer, 0)
+        new = keys.shape[1]
+        if layer not in self._keys or length + new > self._keys[layer].shape[1]:
+            self._grow(layer, keys, values, length + new)
+        self._keys[layer][:, length : length + new] = keys
+        self._values[layer][:, length : length + new] = values
+        self._lengths[layer] = length + new
+        return self._keys[layer][:, : length + new], self._values[layer][:, : length + new]
+
+    def _grow(self, layer: int, keys: torch.Tensor, values: torch.Tensor, needed: int) -> None:
+        capacity = max(16, needed * 2)
+        length = self._lengths.get(layer, 0)
+        for store, like in ((self._keys, keys), (self._values, values)):
+            grown = like.new_empty((like.shape[0], capacity, like.shape[2]))
+            if layer in store:
+                grown[:, :length] = store[layer][:, :length]
+            store[layer] = grown
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A run of consecutive token rows of one pass: one sequence's new tokens (cache None: padding)."""
+
+    start: int
+    length: int
+    cache: SequenceCache | None
+
+
+@dataclass(frozen=True)
+class PassPlan:
+    """How `engine_attention` splits the pass's rows into sequences (passed to the model as a kwarg)."""
+
+    segments: tuple[Segment, ...]
+
+
+def engine_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    taiyi_pass: PassPlan | None = None,
+    **kwargs: object,
+) -> tuple[torch.Tensor, None]:
+    """Per-sequence causal attention over each sequence's exact-length cache (see the module docstring).
+
+    query [1, heads, rows, dim], key/value [1, kv_heads, rows, dim] -> output [1, rows, heads, dim]."""
+    if taiyi_pass is None:
+        raise RuntimeError(f"the {ENGINE_ATTENTION} attention runs only inside ContinuousBatcher.step")
+    layer = int(getattr(module, "layer_idx", 0))
+    outputs = []
+    for segment in taiyi_pass.segments:
+        rows = slice(segment.start, segment.start + segment.length)
+        keys, values = key[0, :, rows], value[0, :, rows]
+        if segment.cache is not None:
+            keys, values = segment.cache.append(layer, keys, values)
+        outputs.append(
+            torch.nn.functional.scaled_dot_product_attention(
+                query[:, :, rows],
+                keys.unsqueeze(0),
+                values.unsqueeze(0),
+                is_causal=segment.length > 1,  # a prefill (the cache was empty) or padding; else one row
+                scale=scaling,
+                enable_gqa=query.shape[1] != key.shape[1],
+            )
+        )
+    return torch.cat(outputs, dim=2).transpose(1, 2).contiguous(), None
+
+
+AttentionInterface.register(ENGINE_ATTENTION, engine_attention)
+
+
+@dataclass(eq=False)
+class EngineSequence:
+    """One request's row: its settings, listener, random generator, KV cache and output so far."""
+
+    prompt_ids: list[int]
+    params: SamplingParams
+    listener: RowListener | None
+    text: IncrementalText
+    generator: torch.Generator
+    cache: SequenceCache = field(default_factory=SequenceCache)
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    finish_reason: str | None = None
+    result: Completion | None = None
+
+    @property
+    def needs_text(self) -> bool:
+        """Detokenise every step only when streaming or watching for stop strings."""
+        return bool(self.params.stop) or bool(self.listener and self.listener.stream)
+
+    def cancelled(self) -> bool:
+        return self.listener is not None and self.listener.is_cancelled()
+
+
+@dataclass
+class BatcherStats:
+    steps: int = 0
+    sequences: int = 0
+    largest_batch: int = 0
+    prefill_tokens: int = 0
+
+
+class ContinuousBatcher:
+    """Schedules sequences and runs decoding steps over one loaded model; see the module docstring.
+
+    `submit` may be called from any thread; `step`, `run` and `generate` from one thread at a time (the
+    one that owns the model)."""
+
+    def __init__(
+        self,
+        tokenizer,
+        end_id: int,
+        max_sequences: int = 32,
+        max_step_tokens: int = 2048,
+        scheduling: Scheduling = "continuous",
+    ) -> None:
+        self._tokenizer = tokenizer
+        self._end_id = end_id
+        self.max_sequences = max_sequences
+        self.max_step_tokens = max_step_tokens
+        self.scheduling = scheduling
+        self._waiting: deque[EngineSequence] = deque()
+        self._running: list[EngineSequence] = []
+        self._lock = threading.Lock()
+        self.stats = BatcherStats()
+
+    @classmethod
+    def for_model(
+        cls,
+        loaded: LoadedModel,
+        max_sequences: int = 32,
+        max_step_tokens: int = 2048,
+        scheduling: Scheduling = "continuous",
+    ) -> ContinuousBatcher:
+        return cls(loaded.tokenizer, end_token_id(loaded), max_sequences, max_step_tokens, scheduling)
+
+    def submit(
+        self, prompt_ids: Sequence[int], params: SamplingParams, listener: RowListener | None = None
+    ) -> EngineSequence:
+        """Queue one sequence; its listener (if any) hears its deltas and completion."""
+        generator = torch.Generator()
+        generator.manual_seed(params.seed if params.seed is not None else secrets.randbits(63))
+        sequence = EngineSequence(
+            list(prompt_ids), params, listener, IncrementalText(self._tokenizer, params.stop), generator
+        )
+        with self._lock:
+            self._waiting.append(sequence)
+        return sequence
+
+    def has_work(self) -> bool:
+        with self._lock:
+            return bool(self._waiting or self._running)
+
+    def generate(
+        self,
+        loaded: LoadedModel,
+        prompt_ids: Sequence[Sequence[int]],
+        params: SamplingParams | Sequence[SamplingParams],
+        listeners: Sequence[RowListener | None] | None = None,
+    ) -> list[Completion]:
+        """Decode `prompt_ids` to completion (with whatever else is queued), in submission order."""
+        many = [params] * len(prompt_ids) if isinstance(params, SamplingParams) else list(params)
+        hearers = list(listeners) if listeners is not None else [None] * len(prompt_ids)
+        sequences = [
+            self.submit(ids, p, listener) for ids, p, listener in zip(prompt_ids, many, hearers, strict=True)
+        ]
+        while any(sequence.result is None for sequence in sequences):
+            self.step(loaded)
+        return [sequence.result for sequence in sequences if sequence.result is not None]
+
+    def step(self, loaded: LoadedModel) -> None:
+        """Admit, run one forward pass over every running sequence, and advance each by one token."""
+        self._drop_cancelled()
+        admitted = self._admit()
+        decoding = [sequence for sequence in self._running if sequence not in admitted]
+        batch = decoding + admitted
+        if not batch:
+            return
+        logits = self._forward(loaded, decoding, admitted)
+        for index, sequence in enumerate(batch):
+            self._advance(sequence, logits[index])
+        self._running = [sequence for sequence in self._running if sequence.finish_reason is None]
+        self.stats.steps += 1
+        self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+
+    def abandon(self) -> list[EngineSequence]:
+        """Remove every waiting and running sequence (after a failed step) and return them unfinished."""
+        with self._lock:
+            dropped = [*self._running, *self._waiting]
+            self._waiting.clear()
+        self._running = []
+        return dropped
+
+    def _drop_cancelled(self) -> None:
+        with self._lock:
+            for sequence in [s for s in self._waiting if s.cancelled()]:
+                self._waiting.remove(sequence)
+                self._finish(sequence, "cancelled")
+        for sequence in [s for s in self._running if s.cancelled()]:
+            self._finish(sequence, "cancelled")
+        self._running = [sequence for sequence in self._running if sequence.finish_reason is None]
+
+    def _admit(self) -> list[EngineSequence]:
+        """Waiting sequences that join now: within the step's token budget and the sequence limit (the
+        oldest always joins an empty batch, however long its prompt); static: only into an empty batch."""
+        if self.scheduling == "static" and self._running:
+            return []
+        admitted: list[EngineSequence] = []
+        budget = self.max_step_tokens - len(self._running)
+        with self._lock:
+            while self._waiting and len(self._running) + len(admitted) < self.max_sequences:
+                sequence = self._waiting[0]
+                cost = len(sequence.prompt_ids)
+                if cost > budget and (self._running or admitted):
+                    break
+                self._waiting.popleft()
+                budget -= cost
+                if sequence.params.max_new_tokens <= 0:
+                    self._finish(sequence, "length")
+                    continue
+                admitted.append(sequence)
+        self._running += admitted
+        self.stats.sequences += len(admitted)
+        self.stats.prefill_tokens += sum(len(sequence.prompt_ids) for sequence in admitted)
+        return admitted
+
+    def _forward(
+        self, loaded: LoadedModel, decoding: list[EngineSequence], admitted: list[EngineSequence]
+    ) -> torch.Tensor:
+        """Next-token logits ([sequences, vocabulary], fp32) of `decoding + admitted`, from one pass."""
+        tokens: list[int] = []
+        positions: list[int] = []
+        segments: list[Segment] = []
+        for sequence in decoding:
+            segments.append(Segment(len(tokens), 1, sequence.cache))
+            positions.append(len(sequence.prompt_ids) + len(sequence.token_ids) - 1)
+            tokens.append(sequence.token_ids[-1])
+        for sequence in admitted:
+            segments.append(Segment(len(tokens), len(sequence.prompt_ids), sequence.cache))
+            positions += range(len(sequence.prompt_ids))
+            tokens += sequence.prompt_ids
+        last_rows = [segment.start + segment.length - 1 for segment in segments]
+        if len(tokens) < MIN_ROWS:
+            padding = MIN_ROWS - len(tokens)
+            segments.append(Segment(len(tokens), padding, None))
+            tokens += [self._end_id] * padding
+            positions += range(padding)
+        kept = last_rows + [last_rows[-1]] * max(0, MIN_ROWS - len(last_rows))
+        model = loaded.model
+        device = model.device
+        with torch.inference_mode(), _engine_attention_on(model):
+            output = model(
+                input_ids=torch.tensor([tokens], device=device),
+                position_ids=torch.tensor([positions], device=device),
+                attention_mask=_no_masks(model),
+                use_cache=False,
+                logits_to_keep=torch.tensor(kept, device=device),
+                taiyi_pass=PassPlan(tuple(segments)),
+            )
+        return output.logits[0, : len(last_rows)].float()
+
+    def _advance(self, sequence: EngineSequence, logits: torch.Tensor) -> None:
+        """Choose, record and stream `sequence`'s next token; finish it if it ends here."""
+        params = sequence.params
+        token = choose_token(logits, params, sequence.generator, sequence.prompt_ids + sequence.token_ids)
+        if params.logprobs is not None:
+            sequence.logprobs.append(token_logprob(torch.log_softmax(logits, dim=-1), token, params.logprobs))
+        if token == self._end_id:
+            self._finish(sequence, "stop")
+            return
+        sequence.token_ids.append(token)
+        if sequence.needs_text:
+            delta = sequence.text.update(sequence.token_ids)
+            if delta and sequence.listener is not None and sequence.listener.stream:
+                sequence.listener.on_delta(delta)
+            if sequence.text.stopped:
+                self._finish(sequence, "stop")
+                return
+        if len(sequence.token_ids) >= params.max_new_tokens:
+            self._finish(sequence, "length")
+
+    def _finish(self, sequence: EngineSequence, reason: str) -> None:
+        sequence.finish_reason = reason
+        if not sequence.text.stopped:
+            sequence.text.settle(sequence.token_ids)
+        rest = sequence.text.finish()
+        sequence.result = Completion(
+            sequence.text.text,
+            list(sequence.token_ids),
+            len(sequence.prompt_ids),
+            reason,
+            sequence.logprobs if sequence.params.logprobs is not None else None,
+        )
+        sequence.cache = SequenceCache()  # the keys and values are no longer needed
+        if sequence.listener is not None:
+            if rest and sequence.listener.stream:
+                sequence.listener.on_delta(rest)
+            sequence.listener.on_done(sequence.result)
+
+
+@contextmanager
+def _engine_attention_on(model: torch.nn.Module) -> Iterator[None]:
+    """Switch the model's attention to `engine_attention` for one pass (a training worker's model keeps
+    its own implementation outside it)."""
+    config = unwrapped(model).config
+    previous = config._attn_implementation
+    config._attn_implementation = ENGINE_ATTENTION
+    try:
+        yield
+    finally:
+        config._attn_implementation = previous
+
+
+def _no_masks(model: torch.nn.Module) -> dict[str, None]:
+    """Prepared (absent) masks for every layer type: the engine's attention needs none, and a prebuilt
+    mapping stops the model from materialising a [rows, rows] mask it would not use."""
+    config = unwrapped(model).config
+    return dict.fromkeys(getattr(config, "layer_types", None) or ["full_attention"])
