@@ -243,8 +243,8 @@ def test_stage2_continues_stage1_under_zero3_and_exports(
     from taiyi_ray.data.chat_format import get_chat_format
     from taiyi_ray.data.encode_samples import tokenize_conversations
     from taiyi_ray.data.schema import Message
-    from taiyi_ray.model.factory import load_for_inference
     from taiyi_ray.model.engine import ContinuousBatcher
+    from taiyi_ray.model.factory import load_for_inference
     from taiyi_ray.model.generation import SamplingParams
     from taiyi_ray.model.result import read_result
     from taiyi_ray.train.export_task import memory_budget_gib, run_export_job, weights_bytes
