@@ -1,5 +1,6 @@
 """The evaluation job on the tiny random Qwen2: Ray Data actors over configs/eval-13.yaml (a few items per
-set, a few new tokens), its files, resuming, the cache, and the same job against a Ray Serve endpoint."""
+set, a few new tokens), its files, resuming, the cache; and offline evaluation == the same job against a
+Ray Serve endpoint (a partly trained tiny model)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import pytest
 from taiyi_ray.cli import main
 from taiyi_ray.config.jobs import EvalJobConfig
 from taiyi_ray.eval.job import run_eval_job
+from tests.conftest import build_tiny_export
+from tests.integration.helpers import memorise
 
 pytestmark = pytest.mark.integration
 
@@ -119,40 +122,98 @@ def test_job_generates_with_ray_data_actors_then_resumes_from_sets_and_cache(
     assert all(v["generated"] == 0 for v in second.values())
 
 
-def test_job_against_a_serve_endpoint(
-    ray_cluster: None, tiny_model_dir: Path, shared_data_env: Path, tmp_path: Path
+ENDPOINT_SETS = ["PubMedQA", "KUAKE-QIC", "BC5CDR-Chem", "HoC", "CHEMDNER"]
+
+
+@pytest.fixture(scope="module")
+def answering_model(
+    tmp_path_factory: pytest.TempPathFactory, qwen2_tokenizer_dir: Path, shared_data_env: Path
+) -> Path:
+    """The tiny Qwen2 trained to give the gold answer (then its end token) to the first item of each set;
+    the other items get whatever it makes of them: a mix of parsed and unparsed, "stop" and "length"."""
+    from taiyi_ray.data.catalogue import load_catalogue
+    from taiyi_ray.eval.sets import load_eval_set, select_entries
+    from taiyi_ray.model.factory import load_for_inference
+    from taiyi_ray.model.generation import end_token_id
+    from taiyi_ray.storage import Storage
+
+    directory = build_tiny_export(tmp_path_factory.mktemp("answering"), qwen2_tokenizer_dir)
+    loaded = load_for_inference(directory)
+    settings = config(tmp_path_factory.mktemp("unused"), shared_data_env).eval
+    storage = Storage(config(tmp_path_factory.mktemp("unused"), shared_data_env).storage)
+    pairs = []
+    for entry in select_entries(load_catalogue(settings.catalogue), ENDPOINT_SETS):
+        eval_set = load_eval_set(entry, storage, 1, settings.template_seed)
+        for item in eval_set.items:
+            prompt = loaded.chat_format.prompt_text(list(item.messages))
+            answer = loaded.tokenizer(item.gold_answer, add_special_tokens=False)["input_ids"]
+            pairs.append(
+                (
+                    loaded.tokenizer(prompt, add_special_tokens=False)["input_ids"],
+                    [*answer[:12], end_token_id(loaded)],
+                )
+            )
+    memorise(directory, pairs)
+    return directory
+
+
+def test_offline_and_endpoint_evaluation_are_identical(
+    ray_cluster: None, answering_model: Path, shared_data_env: Path, tmp_path: Path
 ) -> None:
+    """The same items through the Ray Data actors (`--model DIR`) and through a Serve endpoint
+    (`eval.endpoint`, four requests in flight, so batches form differently) give the same predictions,
+    token for token, and the same scores: both decode with the one batch-invariant engine."""
     from ray import serve
 
     from taiyi_ray.config.serving import ServeConfig
     from taiyi_ray.serve.app import build_application
     from taiyi_ray.serve.job import free_port, wait_until_ready
 
+    fields = {"sets": ENDPOINT_SETS, "limit": 3, "generation": {"max_new_tokens": 16}}
+    offline = run_eval_job(
+        config(tmp_path, shared_data_env, model=str(answering_model), batch_size=2, **fields),
+        str(tmp_path / "offline"),
+    ).model_dump()
     port = free_port("127.0.0.1")
     serve.shutdown()  # a Serve left running would keep its own port and ignore ours
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     settings = ServeConfig(
-        model=str(tiny_model_dir), model_id="tiny", max_batch_size=4, max_ongoing_requests=8
+        model=str(answering_model), model_id="tiny", max_batch_size=4, max_ongoing_requests=8
     )
     serve.run(build_application(settings), name="eval-endpoint", route_prefix="/eval-endpoint")
     url = f"http://127.0.0.1:{port}/eval-endpoint"
     try:
         assert wait_until_ready(url, 120) == ["tiny"]
-        job = config(
-            tmp_path, shared_data_env, endpoint=url, sets=["PubMedQA", "KUAKE-QIC", "BC5CDR-Chem", "CHEMDNER"]
-        )
-        summary = run_eval_job(job, str(tmp_path / "run")).model_dump()
+        served = run_eval_job(
+            config(tmp_path, shared_data_env, endpoint=url, **fields), str(tmp_path / "served")
+        ).model_dump()
     finally:
         serve.shutdown()  # as the serve tests do: the next test module starts Serve on a port of its own
-    results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert list(results) == ["BC5CDR-Chem", "CHEMDNER", "KUAKE-QIC", "PubMedQA"]  # catalogue order
-    assert results["CHEMDNER"]["missing"] and summary["missing"] == ["CHEMDNER"]
-    for name in ("BC5CDR-Chem", "KUAKE-QIC", "PubMedQA"):
-        assert (results[name]["n"], results[name]["generated"]) == (LIMIT, LIMIT), name
-        lines = (tmp_path / "run" / "predictions" / f"{name}.jsonl").read_text().splitlines()
-        assert all(json.loads(line)["finish_reason"] in ("stop", "length") for line in lines), name
+    results = {
+        run: json.loads((tmp_path / run / "results.json").read_text()) for run in ("offline", "served")
+    }
+    catalogue_order = ["BC5CDR-Chem", "CHEMDNER", "HoC", "KUAKE-QIC", "PubMedQA"]
+    assert list(results["served"]) == list(results["offline"]) == catalogue_order
+    assert served["missing"] == offline["missing"] == ["CHEMDNER"]
+    assert served["scores"] == offline["scores"]
+    finishes = []
+    for name in ("BC5CDR-Chem", "KUAKE-QIC", "PubMedQA", "HoC"):
+        assert results["served"][name]["generated"] == 3, name
+        assert results["served"][name]["score"] == results["offline"][name]["score"], name
+        lines = {
+            run: (tmp_path / run / "predictions" / f"{name}.jsonl").read_text().splitlines()
+            for run in results
+        }
+        assert lines["served"] == lines["offline"], name  # raw text, parse, finish reason: all of it
+        parsed = [json.loads(line) for line in lines["served"]]
+        finishes += [line["finish_reason"] for line in parsed]
         assert 100.0 * (
-            cli_score(tmp_path / "run", name, results[name]["task"])[
-                "accuracy" if results[name]["metric"] == "accuracy" else "f1"
+            cli_score(tmp_path / "served", name, results["served"][name]["task"])[
+                "accuracy" if results["served"][name]["metric"] == "accuracy" else "f1"
             ]
-        ) == pytest.approx(results[name]["score"])
+        ) == pytest.approx(results["served"][name]["score"])
+    # the model learned its first items: some answers end with the end token and score; others run on
+    assert "stop" in finishes and "length" in finishes
+    assert any(
+        results["served"][name]["score"] > 0 for name in ("BC5CDR-Chem", "KUAKE-QIC", "PubMedQA", "HoC")
+    )

@@ -20,7 +20,6 @@ from typing import Any
 
 import httpx
 import pytest
-import torch
 import yaml
 
 from taiyi_ray.config.serving import ServeConfig
@@ -29,6 +28,7 @@ from taiyi_ray.data.schema import Entity, Relation
 from taiyi_ray.serve import tasks as t
 from taiyi_ray.serve.schemas import ChatCompletion
 from tests.conftest import build_tiny_export, free_port
+from tests.integration.helpers import memorise
 
 pytestmark = pytest.mark.integration
 log = logging.getLogger(__name__)
@@ -62,50 +62,6 @@ TASK_EXAMPLES = {  # task -> (request body, the gold record fields the tiny mode
         {"answer": "B"},
     ),
 }
-
-
-def memorise(model_dir: Path, pairs: list[tuple[list[int], list[int]]], steps: int = 400) -> None:
-    """Train the tiny model until it answers each prompt with its answer (greedy), and save it."""
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    width = max(len(prompt) + len(answer) for prompt, answer in pairs)
-    ids = torch.zeros((len(pairs), width), dtype=torch.long)
-    labels = torch.full_like(ids, -100)
-    mask = torch.zeros_like(ids)
-    for row, (prompt, answer) in enumerate(pairs):
-        sequence = prompt + answer
-        ids[row, : len(sequence)] = torch.tensor(sequence)
-        mask[row, : len(sequence)] = 1
-        labels[row, len(prompt) : len(sequence)] = torch.tensor(answer)
-    optimiser = torch.optim.Adam(model.parameters(), lr=2e-2)
-    model.train()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices: thread synchronisation would cost more than it saves
-    try:
-        loss = _train(model, optimiser, ids, mask, labels, steps)
-    finally:
-        torch.set_num_threads(threads)
-    assert loss < 0.05, f"the tiny model did not learn its answers (loss {loss:.3f})"
-    model.save_pretrained(model_dir)
-
-
-def _train(
-    model: Any, optimiser: Any, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, steps: int
-) -> float:
-    """Loss on the answer tokens only, computed on their hidden states alone (the vocabulary is 150k)."""
-    for _ in range(steps):
-        hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state[:, :-1]
-        targets = labels[:, 1:]
-        loss = torch.nn.functional.cross_entropy(
-            model.lm_head(hidden[targets != -100]), targets[targets != -100]
-        )
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        if loss.item() < 2e-3:
-            break
-    return loss.item()
 
 
 @dataclass
