@@ -40,6 +40,7 @@ from transformers import AttentionInterface
 from taiyi_ray.model.factory import LoadedModel, unwrapped
 from taiyi_ray.model.generation import (
     Completion,
+    GrammarWalker,
     IncrementalText,
     RowListener,
     SamplingParams,
@@ -156,6 +157,7 @@ class EngineSequence:
     logprobs: list[TokenLogprob] = field(default_factory=list)
     finish_reason: str | None = None
     result: Completion | None = None
+    grammar: GrammarWalker | None = None
 
     @property
     def needs_text(self) -> bool:
@@ -217,6 +219,8 @@ class ContinuousBatcher:
         sequence = EngineSequence(
             list(prompt_ids), params, listener, IncrementalText(self._tokenizer, params.stop), generator
         )
+        if params.grammar is not None:
+            sequence.grammar = params.grammar.walker()
         with self._lock:
             self._waiting.append(sequence)
         return sequence
@@ -336,12 +340,15 @@ class ContinuousBatcher:
     def _advance(self, sequence: EngineSequence, logits: torch.Tensor) -> None:
         """Choose, record and stream `sequence`'s next token; finish it if it ends here."""
         params = sequence.params
-        token = choose_token(logits, params, sequence.generator, sequence.prompt_ids + sequence.token_ids)
+        allowed = logits if sequence.grammar is None else sequence.grammar.restrict(logits)
+        token = choose_token(allowed, params, sequence.generator, sequence.prompt_ids + sequence.token_ids)
         if params.logprobs is not None:
             sequence.logprobs.append(token_logprob(torch.log_softmax(logits, dim=-1), token, params.logprobs))
         if token == self._end_id:
             self._finish(sequence, "stop")
             return
+        if sequence.grammar is not None:
+            sequence.grammar.advance(token)
         sequence.token_ids.append(token)
         if sequence.needs_text:
             delta = sequence.text.update(sequence.token_ids)

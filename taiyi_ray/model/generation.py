@@ -5,7 +5,8 @@ and its callers share: `SamplingParams` (max tokens, temperature, top-p, repetit
 strings, logprobs), `choose_token` (one row's next token from its own logits and `torch.Generator`),
 `IncrementalText` (detokenising and streaming: the streamed deltas of a row always join up to exactly its
 final text; held back are a trailing partial UTF-8 character and any tail that could still become a stop
-string), `Completion`, and `prompt_logprobs` for `echo`.
+string), `Completion`, `prompt_logprobs` for `echo`, and `OutputGrammar`: constrained decoding to a regular
+expression (a JSON schema compiles to one) with outlines-core's token-level DFA index.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ class SamplingParams:
     returned; k >= 0: the chosen token's log-probability plus the k most likely alternatives, all from the
     model's raw distribution (log-softmax of the logits, before penalty, temperature and top-p).
     `repetition_penalty` > 1 discourages tokens already in the prompt or output (Hugging Face's rule).
+    `grammar` restricts every choice to tokens that keep the text a prefix of its language, and allows the
+    end token only once the text is a whole sentence of it.
     """
 
     max_new_tokens: int
@@ -43,6 +46,7 @@ class SamplingParams:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     logprobs: int | None = None
+    grammar: OutputGrammar | None = None
 
 
 @dataclass(frozen=True)
@@ -205,3 +209,64 @@ def prompt_logprobs(loaded: LoadedModel, token_ids: Sequence[int], top_k: int) -
         log_probs = torch.log_softmax(logits[position - 1], dim=-1)
         result.append(token_logprob(log_probs, int(token_ids[position]), top_k))
     return result
+
+
+class OutputGrammar:
+    """A regular language the output must belong to, compiled against one tokenizer's vocabulary.
+
+    outlines-core builds a DFA over token ids (`Index`); each sequence walks it with a `Guide` of its own.
+    Only byte-level BPE vocabularies (Qwen2, GPT-2, Llama 3) are mapped: every token is its bytes, read
+    through the byte-to-unicode table that those tokenizers use for their token strings."""
+
+    def __init__(self, regex: str, tokenizer, end_id: int) -> None:
+        from outlines_core import Index
+
+        self.regex = regex
+        self._index = Index(regex, _byte_level_vocabulary(tokenizer, end_id))
+
+    def walker(self) -> GrammarWalker:
+        from outlines_core import Guide
+
+        return GrammarWalker(Guide(self._index))
+
+
+class GrammarWalker:
+    """One sequence's position in its grammar: which tokens may come next."""
+
+    def __init__(self, guide) -> None:
+        self._guide = guide
+
+    def restrict(self, logits: torch.Tensor) -> torch.Tensor:
+        """`logits` with every token the grammar does not allow next set to -inf."""
+        allowed = torch.tensor(self._guide.get_tokens(), device=logits.device, dtype=torch.long)
+        restricted = torch.full_like(logits, float("-inf"))
+        restricted[allowed] = logits[allowed]
+        return restricted
+
+    def advance(self, token: int) -> None:
+        self._guide.advance(token, return_tokens=False)
+
+
+_VOCABULARIES: dict[tuple[int, int], object] = {}
+
+
+def _byte_level_vocabulary(tokenizer, end_id: int):
+    """outlines-core's `Vocabulary` of `tokenizer` (cached per tokenizer object and end token: ~1 s)."""
+    from outlines_core import Vocabulary
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    key = (id(tokenizer), end_id)
+    if key not in _VOCABULARIES:
+        byte_of = {character: byte for byte, character in bytes_to_unicode().items()}
+        special = set(tokenizer.all_special_ids)
+        tokens: dict[bytes, list[int]] = {}
+        for text, token_id in tokenizer.get_vocab().items():
+            if token_id in special or token_id == end_id:
+                continue
+            if any(character not in byte_of for character in text):
+                raise ValueError(
+                    f"token {text!r} is not byte-level BPE: constrained decoding maps only byte-level vocabularies"
+                )
+            tokens.setdefault(bytes(byte_of[character] for character in text), []).append(token_id)
+        _VOCABULARIES[key] = Vocabulary(end_id, tokens)
+    return _VOCABULARIES[key]
