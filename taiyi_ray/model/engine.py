@@ -214,6 +214,8 @@ class ContinuousBatcher:
         self, prompt_ids: Sequence[int], params: SamplingParams, listener: RowListener | None = None
     ) -> EngineSequence:
         """Queue one sequence; its listener (if any) hears its deltas and completion."""
+        if not prompt_ids:
+            raise ValueError("a prompt needs at least one token")
         generator = torch.Generator()
         generator.manual_seed(params.seed if params.seed is not None else secrets.randbits(63))
         sequence = EngineSequence(
