@@ -1,24 +1,44 @@
-"""Serving benchmark: dynamic batching vs none, and what Ray Serve adds per request. One JSON line each.
+"""Serving benchmark: continuous batching vs its baselines, and what Ray Serve adds per request. One JSON line each.
 
-    python benchmarks/serve.py                                  # tiny random Qwen2 on CPU (the tests' model)
+    python benchmarks/serve.py                    # fixed workload, tiny random Qwen2 on CPU (the tests' model)
+    python benchmarks/serve.py --workload mixed   # continuous vs static scheduling on mixed lengths
     python benchmarks/serve.py --shape qwen2.5-0.5b --device cuda  # a Qwen2.5-0.5B-shaped model on a GPU
 
-In one run, on one Serve instance on 127.0.0.1: the same application deployed with `max_batch_size`
-= `--batch-size` ("batched") and = 1 ("unbatched"), each driven closed-loop at concurrency 1, 8 and 32 with
-greedy chat requests of `--max-tokens` tokens (a random model never stops early, so every request does
-the same work). Lines:
-  {"mode", "concurrency", "requests", "throughput_rps", "tokens_per_s", "p50_ms", "p99_ms", ...}
-  {"metric": "batching_gain", "concurrency": 32, "throughput_ratio", "p99_batched_ms", "p99_unbatched_ms"}
-  {"metric": "serve_overhead_ms", ...}: p50 of one request through HTTP + Serve (unbatched deployment, one
-  at a time) minus p50 of the same tokenise + decode called in-process with the same thread count,
-  interleaved so that both see the same machine load.
-`--engine-only` skips Ray and HTTP: the decoder alone at batch sizes 1, 8 and 32 (for machines without Ray).
+Every run uses one Serve instance on 127.0.0.1 (a local Ray started here), deploys each engine setting in
+turn (`num_cpus_per_replica` 1) and drives it closed-loop at concurrency 1, 8 and 32 (`--concurrency`):
+each client sends its next greedy chat request when the previous one is answered, max(48, 6 x concurrency)
+requests per level (rounded up to a multiple of the number of sizes), after a warm-up. A random model
+never emits its end token, so every request decodes exactly its `max_tokens`.
+
+`--workload mixed`: `serve.scheduling: continuous` vs `static` (a batch runs until its longest row ends: the
+baseline), both `max_batch_size` = `--batch-size`; request i asks for max_tokens 4, 16, 64 in turn
+(`--mixed-tokens`), so each size is exactly a third. Lines:
+  {"mode": "continuous"|"static", "workload": "mixed", "concurrency", "throughput_rps", "p50_ms", "p99_ms",
+   "p99_4_tokens_ms", "requests", "elapsed_s", "tokens_per_s", "max_batch_size", device...}
+  {"metric": "continuous_gain", "concurrency": 32, "throughput_ratio", "p99_ratio", "throughput_ratio_c1"}
+  throughput_ratio = continuous / static requests per second at the top concurrency (c1: at the lowest);
+  p99_ratio = static / continuous p99 of the shortest requests: both > 1 when continuous is better.
+Default `--workload fixed`: every request `--max-tokens`; continuous batching with `max_batch_size` =
+`--batch-size` ("batched") vs = 1 ("unbatched"). Lines: {"mode", "workload": "fixed", "concurrency",
+"throughput_rps", "p50_ms", "p99_ms", ...} per setting and level, then {"metric": "batching_gain",
+"concurrency": 32, "throughput_ratio", "p99_batched_ms", "p99_unbatched_ms"}.
+Both workloads also print {"metric": "serve_overhead_ms", ...}: p50 of one request through HTTP + Serve
+(the unbatched, resp. continuous, deployment, one at a time) minus p50 of the same tokenise + decode with
+`ContinuousBatcher` in this process with the same thread count, interleaved so both see the same load.
+With `--device cuda`: {"metric": "decode_step_ms", "batch_size": 1, "value", ...}: the median time of one
+decoding step of one running sequence, in-process, with `torch.cuda.synchronize` (the goal: <= 10 ms).
+
+`--engine-only` skips Ray and HTTP (for machines without Ray): `ContinuousBatcher` in this process alone.
+Fixed: {"mode": "in_process", "batch_size", "tokens_per_s", "batch_latency_ms"} at batch sizes 1, 8, 32 and
+{"metric": "in_process_batching_gain"}; mixed: the closed loop above without HTTP, lines with
+"in_process": true and {"metric": "in_process_continuous_gain"}; then the decode_step_ms line (any device).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import socket
@@ -27,20 +47,28 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks._serve_load import (
+    PROMPT,
+    chat_body,
+    engine_closed_loop,
+    http_closed_loop,
+    summarise,
+)
 from taiyi_ray.runtime import prepare_process_env
 
-PROMPT = "Extract the chemicals and diseases: Famotidine-associated delirium. A series of six cases."
 # Qwen2.5-0.5B (config.json of Qwen/Qwen2.5-0.5B); the vocabulary comes from the tokenizer.
 QWEN25_05B = {
     "hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14,
     "num_key_value_heads": 2, "max_position_embeddings": 32768, "tie_word_embeddings": True, "rope_theta": 1e6,
 }  # fmt: skip
 TINY = {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2}
+Scheduling = Literal["continuous", "static"]
+SCHEDULINGS: tuple[Scheduling, ...] = ("continuous", "static")
 
 
 def parse_args() -> argparse.Namespace:
@@ -49,8 +77,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--shape", choices=["tiny", "qwen2.5-0.5b"], default="tiny")
     parser.add_argument("--tokenizer", default=str(REPO.parent / "shared" / "tokenizers" / "qwen2"))
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument("--workload", choices=["fixed", "mixed"], default="fixed")
+    parser.add_argument("--batch-size", type=int, default=32, help="max_batch_size of the batched engines")
+    parser.add_argument(
+        "--max-tokens", type=int, default=16, help="fixed workload: every request's max_tokens"
+    )
+    parser.add_argument("--mixed-tokens", default="4,16,64", help="mixed workload: max_tokens in turn")
     parser.add_argument("--concurrency", default="1,8,32")
     parser.add_argument(
         "--requests-per-client", type=int, default=6, help="requests = max(48, this x concurrency)"
@@ -71,103 +103,25 @@ def build_model(shape: str, tokenizer_dir: str, directory: Path) -> Path:
     return write_random_export(directory, tokenizer_dir, TinyQwen2Shape(**dims), dtype=dtype)
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+def sizes_of(args: argparse.Namespace) -> list[int]:
+    """The max_tokens values requests cycle through (one value: the fixed workload)."""
+    if args.workload == "fixed":
+        return [args.max_tokens]
+    return [int(size) for size in args.mixed_tokens.split(",")]
 
 
-async def closed_loop(url: str, body: dict[str, Any], concurrency: int, requests: int) -> dict[str, Any]:
-    """`concurrency` clients each sending their next request when the previous one is answered."""
-    import httpx
-
-    latencies: list[float] = []
-    tokens = 0
-    queue = iter(range(requests))
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
-
-        async def worker() -> None:
-            nonlocal tokens
-            for _ in queue:
-                started = time.perf_counter()
-                response = await client.post("/v1/chat/completions", json=body)
-                latencies.append(time.perf_counter() - started)
-                response.raise_for_status()
-                tokens += response.json()["usage"]["completion_tokens"]
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
-    return {
-        "concurrency": concurrency, "requests": requests, "elapsed_s": round(elapsed, 3),
-        "throughput_rps": round(requests / elapsed, 2), "tokens_per_s": round(tokens / elapsed, 1),
-        "p50_ms": round(1000 * statistics.median(latencies), 2), "p99_ms": round(1000 * percentile(latencies, 0.99), 2),
-    }  # fmt: skip
+def levels_of(args: argparse.Namespace) -> list[int]:
+    return [int(level) for level in args.concurrency.split(",")]
 
 
-def overhead(url: str, model_dir: Path, body: dict[str, Any], device: str, pairs: int = 40) -> dict[str, Any]:
-    """p50 of one request through HTTP + Serve vs p50 of the same tokenise + decode in this process.
-
-    The two are interleaved (one of each, `pairs` times) so that both see the same load on the machine.
-    """
-    import httpx
-    import torch
-
-    from taiyi_ray.data.schema import Message
-    from taiyi_ray.model.factory import load_for_inference
-    from taiyi_ray.model.generation import SamplingParams, decode
-
-    if device == "cpu":
-        torch.set_num_threads(1)  # as many threads as the replica has (num_cpus_per_replica = 1)
-    loaded = load_for_inference(model_dir, device)
-    params = SamplingParams(max_new_tokens=body["max_tokens"])
-    served, local = [], []
-    with httpx.Client(base_url=url, timeout=600) as client:
-        for _ in range(pairs + 3):
-            started = time.perf_counter()
-            client.post("/v1/chat/completions", json=body).raise_for_status()
-            served.append(time.perf_counter() - started)
-            started = time.perf_counter()
-            text = loaded.chat_format.prompt_text([Message(role="user", content=PROMPT)])
-            decode(loaded, [loaded.tokenizer(text, add_special_tokens=False)["input_ids"]], [params])
-            if device == "cuda":
-                torch.cuda.synchronize()
-            local.append(time.perf_counter() - started)
-    p50_served, p50_local = 1000 * statistics.median(served[3:]), 1000 * statistics.median(local[3:])
-    return {"metric": "serve_overhead_ms", "value": round(p50_served - p50_local, 2), "pairs": pairs,
-            "p50_serve_ms": round(p50_served, 2), "p50_in_process_ms": round(p50_local, 2)}  # fmt: skip
+def requests_at(args: argparse.Namespace, concurrency: int) -> int:
+    """max(48, per-client x concurrency), rounded up so that every size gets the same number."""
+    count = max(48, args.requests_per_client * concurrency)
+    return -(-count // len(sizes_of(args))) * len(sizes_of(args))
 
 
-def engine_only(args: argparse.Namespace, model_dir: Path) -> None:
-    """Decoder throughput per batch size, in this process (greedy, every row runs max_tokens)."""
-    import torch
-
-    from taiyi_ray.data.schema import Message
-    from taiyi_ray.model.factory import load_for_inference
-    from taiyi_ray.model.generation import SamplingParams, decode
-
-    if args.device == "cpu":
-        torch.set_num_threads(1)  # as a replica with num_cpus_per_replica = 1
-    loaded = load_for_inference(model_dir, args.device)
-    text = loaded.chat_format.prompt_text([Message(role="user", content=PROMPT)])
-    ids = loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
-    info = _device_info(args)
-    rates = {}
-    for batch_size in [int(level) for level in args.concurrency.split(",")]:
-        params = [SamplingParams(max_new_tokens=args.max_tokens)] * batch_size
-        timings = []
-        for _ in range(5):
-            started = time.perf_counter()
-            decode(loaded, [ids] * batch_size, params)
-            if args.device == "cuda":
-                torch.cuda.synchronize()
-            timings.append(time.perf_counter() - started)
-        seconds = statistics.median(timings[1:])
-        rates[batch_size] = batch_size * args.max_tokens / seconds
-        emit({"mode": "in_process", "batch_size": batch_size, "tokens_per_s": round(rates[batch_size], 1),
-              "batch_latency_ms": round(1000 * seconds, 2), **info})  # fmt: skip
-    emit({"metric": "in_process_batching_gain", "batch_size": max(rates), **info,
-          "throughput_ratio": round(rates[max(rates)] / rates[min(rates)], 2)})  # fmt: skip
+def emit(record: dict[str, Any]) -> None:
+    print(json.dumps(record), flush=True)
 
 
 def _device_info(args: argparse.Namespace) -> dict[str, Any]:
@@ -175,59 +129,254 @@ def _device_info(args: argparse.Namespace) -> dict[str, Any]:
 
     gpu = torch.cuda.get_device_name(0) if args.device == "cuda" else None
     return {"device": args.device, "gpu": gpu, "load_average_1m": round(os.getloadavg()[0], 2),
-            "shape": args.shape, "max_tokens": args.max_tokens}  # fmt: skip
+            "shape": args.shape}  # fmt: skip
 
 
-def emit(record: dict[str, Any]) -> None:
-    print(json.dumps(record), flush=True)
+def _run_info(args: argparse.Namespace) -> dict[str, Any]:
+    """The workload's max_tokens (a list when mixed), then the device."""
+    max_tokens = sizes_of(args) if args.workload == "mixed" else args.max_tokens
+    return {"max_tokens": max_tokens, **_device_info(args)}
+
+
+def ratio(numerator: float, denominator: float) -> float:
+    return round(numerator / denominator, 2)
+
+
+# ---------------------------------------------------------------- in-process (ContinuousBatcher alone)
+
+
+@functools.cache
+def load_local(model_dir: Path, device: str):
+    """The model in this process, with as many torch threads as a replica (num_cpus_per_replica = 1)."""
+    import torch
+
+    from taiyi_ray.model.factory import load_for_inference
+
+    if device == "cpu":
+        torch.set_num_threads(1)
+    return load_for_inference(model_dir, device)
+
+
+def prompt_ids(loaded) -> list[int]:
+    """The benchmark prompt in the model's chat format, tokenised as the endpoint does."""
+    from taiyi_ray.data.schema import Message
+
+    text = loaded.chat_format.prompt_text([Message(role="user", content=PROMPT)])
+    return loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def decode_step_ms(args: argparse.Namespace, model_dir: Path, steps: int = 64) -> dict[str, Any]:
+    """Median time of one decoding step of a single running sequence (after its prefill), in-process."""
+    from taiyi_ray.model.engine import ContinuousBatcher
+    from taiyi_ray.model.generation import SamplingParams
+
+    loaded = load_local(model_dir, args.device)
+    batcher = ContinuousBatcher.for_model(loaded, max_sequences=1)
+    batcher.submit(prompt_ids(loaded), SamplingParams(max_new_tokens=steps + 8))
+    timings = []
+    for _ in range(steps + 4):  # the prefill and three warm-up steps are not counted
+        synchronize(args.device)
+        started = time.perf_counter()
+        batcher.step(loaded)
+        synchronize(args.device)
+        timings.append(time.perf_counter() - started)
+    counted = timings[4:]
+    return {"metric": "decode_step_ms", "batch_size": 1, "value": round(1000 * statistics.median(counted), 3),
+            "p90_ms": round(1000 * sorted(counted)[int(0.9 * len(counted))], 3), "steps": len(counted),
+            "goal_ms": 10, **_device_info(args)}  # fmt: skip
+
+
+def engine_fixed(args: argparse.Namespace, model_dir: Path) -> None:
+    """Decoder throughput per batch size (greedy, every row runs max_tokens)."""
+    from taiyi_ray.model.engine import ContinuousBatcher
+    from taiyi_ray.model.generation import SamplingParams
+
+    loaded = load_local(model_dir, args.device)
+    ids, info = prompt_ids(loaded), _run_info(args)
+    rates = {}
+    for batch_size in levels_of(args):
+        batcher = ContinuousBatcher.for_model(loaded, max_sequences=batch_size)
+        timings = []
+        for _ in range(5):
+            started = time.perf_counter()
+            batcher.generate(loaded, [ids] * batch_size, SamplingParams(max_new_tokens=args.max_tokens))
+            synchronize(args.device)
+            timings.append(time.perf_counter() - started)
+        seconds = statistics.median(timings[1:])
+        rates[batch_size] = batch_size * args.max_tokens / seconds
+        emit({"mode": "in_process", "batch_size": batch_size, "tokens_per_s": round(rates[batch_size], 1),
+              "batch_latency_ms": round(1000 * seconds, 2), **info})  # fmt: skip
+    emit({"metric": "in_process_batching_gain", "batch_size": max(rates), **info,
+          "throughput_ratio": ratio(rates[max(rates)], rates[min(rates)])})  # fmt: skip
+
+
+def engine_mixed(args: argparse.Namespace, model_dir: Path) -> None:
+    """The mixed closed loop against `ContinuousBatcher` directly, continuous vs static scheduling
+    (interleaved level by level, so that both see the same load on the machine)."""
+    from taiyi_ray.model.engine import ContinuousBatcher
+
+    loaded = load_local(model_dir, args.device)
+    ids, sizes = prompt_ids(loaded), sizes_of(args)
+    batchers = {s: ContinuousBatcher.for_model(loaded, args.batch_size, scheduling=s) for s in SCHEDULINGS}
+    for batcher in batchers.values():
+        engine_closed_loop(loaded, batcher, ids, sizes, 4, 4 * len(sizes))  # warm-up
+    results: dict[tuple[str, int], dict[str, Any]] = {}
+    for concurrency in levels_of(args):
+        for scheduling, batcher in batchers.items():
+            timings = engine_closed_loop(
+                loaded, batcher, ids, sizes, concurrency, requests_at(args, concurrency)
+            )
+            results[(scheduling, concurrency)] = summarise(timings)
+            emit({"mode": scheduling, "workload": "mixed", "concurrency": concurrency,
+                  **results[(scheduling, concurrency)], "in_process": True, **_run_info(args)})  # fmt: skip
+    gain = continuous_gain(results, levels_of(args), min(sizes))
+    emit({**gain, "metric": "in_process_continuous_gain", **_run_info(args)})
+
+
+def engine_only(args: argparse.Namespace, model_dir: Path) -> None:
+    if args.workload == "mixed":
+        engine_mixed(args, model_dir)
+    else:
+        engine_fixed(args, model_dir)
+    emit(decode_step_ms(args, model_dir))
+
+
+# ---------------------------------------------------------------- through HTTP and Ray Serve
+
+
+def overhead(args: argparse.Namespace, url: str, model_dir: Path, pairs: int = 40) -> dict[str, Any]:
+    """p50 of one request through HTTP + Serve vs p50 of the same tokenise + decode in this process.
+
+    The two are interleaved (one of each, `pairs` times) so that both see the same load on the machine.
+    """
+    import httpx
+
+    from taiyi_ray.model.engine import ContinuousBatcher
+    from taiyi_ray.model.generation import SamplingParams
+
+    loaded = load_local(model_dir, args.device)
+    batcher = ContinuousBatcher.for_model(loaded, max_sequences=1)
+    params = SamplingParams(max_new_tokens=args.max_tokens)
+    served, local = [], []
+    with httpx.Client(base_url=url, timeout=600) as client:
+        for _ in range(pairs + 3):
+            started = time.perf_counter()
+            client.post("/v1/chat/completions", json=chat_body(args.max_tokens)).raise_for_status()
+            served.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            batcher.generate(loaded, [prompt_ids(loaded)], params)
+            synchronize(args.device)
+            local.append(time.perf_counter() - started)
+    p50_served, p50_local = 1000 * statistics.median(served[3:]), 1000 * statistics.median(local[3:])
+    return {"metric": "serve_overhead_ms", "value": round(p50_served - p50_local, 2), "pairs": pairs,
+            "max_tokens": args.max_tokens, "p50_serve_ms": round(p50_served, 2),
+            "p50_in_process_ms": round(p50_local, 2)}  # fmt: skip
+
+
+def deploy(args: argparse.Namespace, model_dir: Path, batch_size: int, scheduling: Scheduling) -> None:
+    """(Re)deploy the application as "bench" on route "/" with one 1-CPU replica of these settings."""
+    from ray import serve
+
+    from taiyi_ray.config.serving import ServeConfig
+    from taiyi_ray.serve.app import build_application
+
+    config = ServeConfig(
+        model=str(model_dir), max_batch_size=batch_size, scheduling=scheduling,
+        max_ongoing_requests=max(32, batch_size), max_queued_requests=1024, num_cpus_per_replica=1,
+        num_gpus_per_replica=1 if args.device == "cuda" else 0, max_tokens_limit=max(1024, *sizes_of(args)),
+    )  # fmt: skip
+    serve.run(build_application(config), name="bench", route_prefix="/")
+
+
+def drive(
+    args: argparse.Namespace, url: str, label: dict[str, Any], batch_size: int
+) -> dict[int, dict[str, Any]]:
+    """Warm up, then one closed-loop level per concurrency; one line each (`label` first)."""
+    sizes = sizes_of(args)
+    asyncio.run(http_closed_loop(url, sizes, 4, 4 * len(sizes)))  # warm-up
+    results = {}
+    for concurrency in levels_of(args):
+        timings = asyncio.run(http_closed_loop(url, sizes, concurrency, requests_at(args, concurrency)))
+        results[concurrency] = summarise(timings)
+        emit({**label, "concurrency": concurrency, **results[concurrency], "max_batch_size": batch_size,
+              **_run_info(args)})  # fmt: skip
+    return results
+
+
+def continuous_gain(
+    results: dict[tuple[str, int], dict[str, Any]], levels: list[int], shortest: int
+) -> dict[str, Any]:
+    top, bottom = max(levels), min(levels)
+    continuous, static = results[("continuous", top)], results[("static", top)]
+    key = f"p99_{shortest}_tokens_ms"
+    return {
+        "metric": "continuous_gain", "concurrency": top,
+        "throughput_ratio": ratio(continuous["throughput_rps"], static["throughput_rps"]),
+        "p99_ratio": ratio(static[key], continuous[key]),
+        "throughput_ratio_c1": ratio(results[("continuous", bottom)]["throughput_rps"],
+                                     results[("static", bottom)]["throughput_rps"]),
+    }  # fmt: skip
+
+
+def serve_mixed(args: argparse.Namespace, model_dir: Path, url: str) -> None:
+    from ray import serve
+
+    results: dict[tuple[str, int], dict[str, Any]] = {}
+    for scheduling in SCHEDULINGS:
+        deploy(args, model_dir, args.batch_size, scheduling)
+        label = {"mode": scheduling, "workload": "mixed"}
+        for concurrency, result in drive(args, url, label, args.batch_size).items():
+            results[(scheduling, concurrency)] = result
+        if scheduling == "continuous":
+            emit({**overhead(args, url, model_dir), **_device_info(args)})
+        serve.delete("bench")
+    emit({**continuous_gain(results, levels_of(args), min(sizes_of(args))), **_run_info(args)})
+
+
+def serve_fixed(args: argparse.Namespace, model_dir: Path, url: str) -> None:
+    from ray import serve
+
+    results = {}
+    for mode, batch_size in (("batched", args.batch_size), ("unbatched", 1)):
+        deploy(args, model_dir, batch_size, "continuous")
+        results[mode] = drive(args, url, {"mode": mode, "workload": "fixed"}, batch_size)
+        if batch_size == 1:  # no batch to share: what is left is Serve's own cost
+            emit({**overhead(args, url, model_dir), **_device_info(args)})
+        serve.delete("bench")
+    top = max(levels_of(args))
+    batched, unbatched = results["batched"][top], results["unbatched"][top]
+    emit({"metric": "batching_gain", "concurrency": top,
+          "throughput_ratio": ratio(batched["throughput_rps"], unbatched["throughput_rps"]),
+          "p99_batched_ms": batched["p99_ms"], "p99_unbatched_ms": unbatched["p99_ms"],
+          **_run_info(args)})  # fmt: skip
 
 
 def run(args: argparse.Namespace, model_dir: Path) -> None:
+    """One Serve instance on a free port of 127.0.0.1, the workload's deployments in turn, then shutdown."""
     from ray import serve
 
     from taiyi_ray.config.platform import RayConfig
-    from taiyi_ray.config.serving import ServeConfig
     from taiyi_ray.runtime import init_ray
-    from taiyi_ray.serve.app import build_application
 
+    if args.device == "cuda":  # before Serve holds the GPU: the step time of the engine alone
+        emit(decode_step_ms(args, model_dir))
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
-    levels = [int(level) for level in args.concurrency.split(",")]
-    gpus = 1 if args.device == "cuda" else 0
     init_ray(RayConfig(num_cpus=4))  # GPUs are detected by Ray itself
     serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 600})
-    device = _device_info(args)
-    body = {
-        "messages": [{"role": "user", "content": PROMPT}],
-        "max_tokens": args.max_tokens,
-        "temperature": 0,
-    }
-    results: dict[tuple[str, int], dict[str, Any]] = {}
-    for mode, batch_size in (("batched", args.batch_size), ("unbatched", 1)):
-        config = ServeConfig(
-            model=str(model_dir), max_batch_size=batch_size, max_ongoing_requests=max(32, batch_size),
-            max_queued_requests=1024, num_gpus_per_replica=gpus, max_tokens_limit=max(1024, args.max_tokens),
-        )  # fmt: skip
-        serve.run(build_application(config), name="bench", route_prefix="/")
-        asyncio.run(closed_loop(url, body, 4, 16))  # warm-up
-        for concurrency in levels:
-            requests = max(48, args.requests_per_client * concurrency)
-            result = asyncio.run(closed_loop(url, body, concurrency, requests))
-            results[(mode, concurrency)] = result
-            emit({"mode": mode, "max_batch_size": batch_size, **result, **device})
-        if batch_size == 1:  # no batch to wait for: what is left is Serve's own cost
-            emit({**overhead(url, model_dir, body, args.device), **device})
-        serve.delete("bench")
-    top = max(levels)
-    batched, unbatched = results[("batched", top)], results[("unbatched", top)]
-    emit({
-        "metric": "batching_gain", "concurrency": top,
-        "throughput_ratio": round(batched["throughput_rps"] / unbatched["throughput_rps"], 2),
-        "p99_batched_ms": batched["p99_ms"], "p99_unbatched_ms": unbatched["p99_ms"], **device,
-    })  # fmt: skip
-    serve.shutdown()  # last: Ray's shutdown messages must not interleave with the JSON lines
+    try:
+        (serve_mixed if args.workload == "mixed" else serve_fixed)(args, model_dir, url)
+    finally:
+        serve.shutdown()  # last: Ray's shutdown messages must not interleave with the JSON lines
 
 
 def main() -> None:

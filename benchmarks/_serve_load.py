@@ -1,0 +1,128 @@
+"""Load generators of `benchmarks/serve.py`: closed-loop clients over HTTP and the same loop in-process.
+
+Both hand out requests from one shared sequence of `max_tokens` values (request i gets `sizes[i % len(sizes)]`),
+so a level of 3k requests has exactly k of each size whatever order the clients finish in, and both
+summarise a level the same way (`summarise`): throughput, p50/p99 of all requests, p99 of the shortest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+PROMPT = "Extract the chemicals and diseases: Famotidine-associated delirium. A series of six cases."
+
+
+@dataclass
+class LevelTimings:
+    """What one concurrency level measured: each request's latency (s) by its max_tokens, and the wall time."""
+
+    concurrency: int
+    latencies: dict[int, list[float]] = field(default_factory=dict)
+    completion_tokens: int = 0
+    elapsed_s: float = 0.0
+    engine_steps: int = 0  # decoding steps the engine ran meanwhile (forward passes)
+
+    def record(self, max_tokens: int, seconds: float, completion_tokens: int) -> None:
+        self.latencies.setdefault(max_tokens, []).append(seconds)
+        self.completion_tokens += completion_tokens
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile (no interpolation: with 48 values p99 is the slowest one)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def summarise(timings: LevelTimings) -> dict[str, Any]:
+    """throughput_rps, p50_ms, p99_ms, p99_<shortest>_tokens_ms (when sizes are mixed), then the counts."""
+    every = [seconds for values in timings.latencies.values() for seconds in values]
+    summary: dict[str, Any] = {
+        "throughput_rps": round(len(every) / timings.elapsed_s, 2),
+        "p50_ms": _ms(statistics.median(every)),
+        "p99_ms": _ms(percentile(every, 0.99)),
+    }
+    if len(timings.latencies) > 1:
+        shortest = min(timings.latencies)
+        summary[f"p99_{shortest}_tokens_ms"] = _ms(percentile(timings.latencies[shortest], 0.99))
+    steps = max(1, timings.engine_steps)
+    return summary | {
+        "requests": len(every),
+        "elapsed_s": round(timings.elapsed_s, 3),
+        "tokens_per_s": round(timings.completion_tokens / timings.elapsed_s, 1),
+        "engine_steps": timings.engine_steps,
+        "rows_per_step": round(timings.completion_tokens / steps, 2),  # the mean running batch
+        "ms_per_step": _ms(timings.elapsed_s / steps),  # wall time / steps (idle time included)
+    }
+
+
+def _ms(seconds: float) -> float:
+    return round(1000 * seconds, 2)
+
+
+def chat_body(max_tokens: int) -> dict[str, Any]:
+    """A greedy chat request (a random model never emits its end token: it does exactly max_tokens)."""
+    return {"messages": [{"role": "user", "content": PROMPT}], "max_tokens": max_tokens, "temperature": 0}
+
+
+async def http_closed_loop(url: str, sizes: Sequence[int], concurrency: int, requests: int) -> LevelTimings:
+    """`concurrency` clients, each sending its next request when the previous one is answered."""
+    import httpx
+
+    timings = LevelTimings(concurrency)
+    queue = iter(range(requests))
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
+        steps_before = (await client.get("/healthz")).json()["steps"]
+
+        async def worker() -> None:
+            for index in queue:
+                max_tokens = sizes[index % len(sizes)]
+                started = time.perf_counter()
+                response = await client.post("/v1/chat/completions", json=chat_body(max_tokens))
+                seconds = time.perf_counter() - started
+                response.raise_for_status()
+                timings.record(max_tokens, seconds, response.json()["usage"]["completion_tokens"])
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        timings.elapsed_s = time.perf_counter() - started
+        timings.engine_steps = (await client.get("/healthz")).json()["steps"] - steps_before
+    return timings
+
+
+def engine_closed_loop(
+    loaded, batcher, prompt_ids: list[int], sizes: Sequence[int], concurrency: int, requests: int
+) -> LevelTimings:
+    """The HTTP loop's twin in this process: `concurrency` sequences in flight in `batcher`, each
+    replaced by the next request as soon as a step finishes it (no HTTP, no Serve, no event loop)."""
+    from taiyi_ray.model.generation import SamplingParams
+
+    timings = LevelTimings(concurrency)
+    queue = iter(range(requests))
+    in_flight: dict[Any, tuple[int, float]] = {}
+
+    def submit_next() -> None:
+        index = next(queue, None)
+        if index is not None:
+            max_tokens = sizes[index % len(sizes)]
+            sequence = batcher.submit(prompt_ids, SamplingParams(max_new_tokens=max_tokens))
+            in_flight[sequence] = (max_tokens, time.perf_counter())
+
+    steps_before = batcher.stats.steps
+    started = time.perf_counter()
+    for _ in range(concurrency):
+        submit_next()
+    while in_flight:
+        batcher.step(loaded)
+        for sequence in [s for s in in_flight if s.result is not None]:
+            max_tokens, submitted = in_flight.pop(sequence)
+            timings.record(max_tokens, time.perf_counter() - submitted, len(sequence.result.token_ids))
+            submit_next()
+    timings.elapsed_s = time.perf_counter() - started
+    timings.engine_steps = batcher.stats.steps - steps_before
+    return timings
