@@ -1,8 +1,9 @@
 """Load generators of `benchmarks/serve.py`: closed-loop clients over HTTP and the same loop in-process.
 
-Both hand out requests from one shared sequence of `max_tokens` values (request i gets `sizes[i % len(sizes)]`),
-so a level of 3k requests has exactly k of each size whatever order the clients finish in, and both
-summarise a level the same way (`summarise`): throughput, p50/p99 of all requests, p99 of the shortest.
+Both hand out requests from one shared sequence of `max_tokens` values (request i gets
+`sizes[i % len(sizes)]`), so a level of 3k requests has exactly k of each size whatever order the clients
+finish in, and both summarise a level the same way (`summarise`): throughput, p50/p99 of all requests,
+p99 of the shortest requests.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ PROMPT = "Extract the chemicals and diseases: Famotidine-associated delirium. A 
 
 @dataclass
 class LevelTimings:
-    """What one concurrency level measured: each request's latency (s) by its max_tokens, and the wall time."""
+    """One concurrency level: each request's latency (s) by its max_tokens, the wall time, the steps."""
 
     concurrency: int
     latencies: dict[int, list[float]] = field(default_factory=dict)
     completion_tokens: int = 0
     elapsed_s: float = 0.0
     engine_steps: int = 0  # decoding steps the engine ran meanwhile (forward passes)
+    cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds per process role meanwhile
 
     def record(self, max_tokens: int, seconds: float, completion_tokens: int) -> None:
         self.latencies.setdefault(max_tokens, []).append(seconds)
@@ -57,7 +59,33 @@ def summarise(timings: LevelTimings) -> dict[str, Any]:
         "engine_steps": timings.engine_steps,
         "rows_per_step": round(timings.completion_tokens / steps, 2),  # the mean running batch
         "ms_per_step": _ms(timings.elapsed_s / steps),  # wall time / steps (idle time included)
+        **({"cpu_ms_per_request": _cpu_per_request(timings.cpu_s, len(every))} if timings.cpu_s else {}),
     }
+
+
+def _cpu_per_request(cpu_s: dict[str, float], requests: int) -> dict[str, float]:
+    return {role: round(1000 * seconds / requests, 2) for role, seconds in sorted(cpu_s.items())}
+
+
+ROLES = {"ServeReplica": "replica", "ProxyActor": "proxy", "ServeController": "controller"}
+
+
+def process_cpu_s() -> dict[str, float]:
+    """CPU seconds (user + system) so far of this process ("client") and every process it started, by
+    role: the Serve replica, proxy and controller, and the rest of Ray ("ray_other")."""
+    import psutil
+
+    here = psutil.Process()
+    totals: dict[str, float] = {}
+    for process in [here, *here.children(recursive=True)]:
+        try:
+            times, title = process.cpu_times(), " ".join(process.cmdline())
+        except psutil.Error:  # ended meanwhile
+            continue
+        role = "client" if process.pid == here.pid else "ray_other"
+        role = next((name for marker, name in ROLES.items() if marker in title), role)
+        totals[role] = totals.get(role, 0.0) + times.user + times.system
+    return totals
 
 
 def _ms(seconds: float) -> float:
@@ -77,7 +105,7 @@ async def http_closed_loop(url: str, sizes: Sequence[int], concurrency: int, req
     queue = iter(range(requests))
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
-        steps_before = (await client.get("/healthz")).json()["steps"]
+        steps_before, cpu_before = (await client.get("/healthz")).json()["steps"], process_cpu_s()
 
         async def worker() -> None:
             for index in queue:
@@ -92,6 +120,8 @@ async def http_closed_loop(url: str, sizes: Sequence[int], concurrency: int, req
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         timings.elapsed_s = time.perf_counter() - started
         timings.engine_steps = (await client.get("/healthz")).json()["steps"] - steps_before
+        cpu_after = process_cpu_s()
+        timings.cpu_s = {role: cpu_after[role] - cpu_before.get(role, 0.0) for role in cpu_after}
     return timings
 
 

@@ -1,14 +1,17 @@
-"""Serving benchmark: continuous batching vs its baselines, and what Ray Serve adds per request. One JSON line each.
+"""Serving benchmark: continuous batching vs baselines, and what Serve adds per request. JSON lines.
 
-    python benchmarks/serve.py                    # fixed workload, tiny random Qwen2 on CPU (the tests' model)
+    python benchmarks/serve.py                    # fixed workload, tiny random Qwen2 on CPU (tests' model)
     python benchmarks/serve.py --workload mixed   # continuous vs static scheduling on mixed lengths
     python benchmarks/serve.py --shape qwen2.5-0.5b --device cuda  # a Qwen2.5-0.5B-shaped model on a GPU
 
-Every run uses one Serve instance on 127.0.0.1 (a local Ray started here), deploys each engine setting in
-turn (`num_cpus_per_replica` 1) and drives it closed-loop at concurrency 1, 8 and 32 (`--concurrency`):
-each client sends its next greedy chat request when the previous one is answered, max(48, 6 x concurrency)
-requests per level (rounded up to a multiple of the number of sizes), after a warm-up. A random model
-never emits its end token, so every request decodes exactly its `max_tokens`.
+Every run uses one Serve instance on 127.0.0.1 (a local Ray started here) and compares two engine settings
+(one replica, `num_cpus_per_replica` 1) closed-loop at concurrency 1, 8 and 32 (`--concurrency`): each
+client sends its next greedy chat request when the previous one is answered, max(48, 6 x concurrency)
+requests per level (rounded up to a multiple of the number of sizes). Level by level, each setting is
+deployed in turn and warmed up, so that both settings of a level see the same load on the machine. A
+random model never emits its end token, so every request decodes exactly its `max_tokens`. Every line
+also says how many decoding steps the replica ran ("engine_steps", from /healthz), the mean running batch
+("rows_per_step") and the wall time per step ("ms_per_step").
 
 `--workload mixed`: `serve.scheduling: continuous` vs `static` (a batch runs until its longest row ends: the
 baseline), both `max_batch_size` = `--batch-size`; request i asks for max_tokens 4, 16, 64 in turn
@@ -23,8 +26,8 @@ Default `--workload fixed`: every request `--max-tokens`; continuous batching wi
 "throughput_rps", "p50_ms", "p99_ms", ...} per setting and level, then {"metric": "batching_gain",
 "concurrency": 32, "throughput_ratio", "p99_batched_ms", "p99_unbatched_ms"}.
 Both workloads also print {"metric": "serve_overhead_ms", ...}: p50 of one request through HTTP + Serve
-(the unbatched, resp. continuous, deployment, one at a time) minus p50 of the same tokenise + decode with
-`ContinuousBatcher` in this process with the same thread count, interleaved so both see the same load.
+(the unbatched, resp. static, deployment, one request at a time) minus p50 of the same tokenise + decode
+with `ContinuousBatcher` in this process with the same thread count, interleaved (same load for both).
 With `--device cuda`: {"metric": "decode_step_ms", "batch_size": 1, "value", ...}: the median time of one
 decoding step of one running sequence, in-process, with `torch.cuda.synchronize` (the goal: <= 10 ms).
 
@@ -46,6 +49,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -295,18 +299,37 @@ def deploy(args: argparse.Namespace, model_dir: Path, batch_size: int, schedulin
     serve.run(build_application(config), name="bench", route_prefix="/")
 
 
-def drive(
-    args: argparse.Namespace, url: str, label: dict[str, Any], batch_size: int
-) -> dict[int, dict[str, Any]]:
-    """Warm up, then one closed-loop level per concurrency; one line each (`label` first)."""
+@dataclass(frozen=True)
+class Setting:
+    """One deployment to compare: its line's "mode" and the engine settings that differ."""
+
+    mode: str
+    batch_size: int
+    scheduling: Scheduling = "continuous"
+
+
+def compare(
+    args: argparse.Namespace, model_dir: Path, url: str, settings: list[Setting]
+) -> dict[tuple[str, int], Any]:
+    """Each concurrency level on each setting in turn, redeploying (and warming up) between them, so that
+    the settings compared at one level see the same load on the machine. One line per setting and level;
+    the serve_overhead_ms line after the first level of the last setting (one at a time on it)."""
+    from ray import serve
+
     sizes = sizes_of(args)
-    asyncio.run(http_closed_loop(url, sizes, 4, 4 * len(sizes)))  # warm-up
     results = {}
     for concurrency in levels_of(args):
-        timings = asyncio.run(http_closed_loop(url, sizes, concurrency, requests_at(args, concurrency)))
-        results[concurrency] = summarise(timings)
-        emit({**label, "concurrency": concurrency, **results[concurrency], "max_batch_size": batch_size,
-              **_run_info(args)})  # fmt: skip
+        for setting in settings:
+            deploy(args, model_dir, setting.batch_size, setting.scheduling)
+            asyncio.run(http_closed_loop(url, sizes, 4, 4 * len(sizes)))  # warm-up
+            timings = asyncio.run(http_closed_loop(url, sizes, concurrency, requests_at(args, concurrency)))
+            results[(setting.mode, concurrency)] = summarise(timings)
+            emit({"mode": setting.mode, "workload": args.workload, "concurrency": concurrency,
+                  **results[(setting.mode, concurrency)], "max_batch_size": setting.batch_size,
+                  **_run_info(args)})  # fmt: skip
+        if concurrency == levels_of(args)[0]:
+            emit({**overhead(args, url, model_dir), **_device_info(args)})
+    serve.delete("bench")
     return results
 
 
@@ -326,32 +349,15 @@ def continuous_gain(
 
 
 def serve_mixed(args: argparse.Namespace, model_dir: Path, url: str) -> None:
-    from ray import serve
-
-    results: dict[tuple[str, int], dict[str, Any]] = {}
-    for scheduling in SCHEDULINGS:
-        deploy(args, model_dir, args.batch_size, scheduling)
-        label = {"mode": scheduling, "workload": "mixed"}
-        for concurrency, result in drive(args, url, label, args.batch_size).items():
-            results[(scheduling, concurrency)] = result
-        if scheduling == "continuous":
-            emit({**overhead(args, url, model_dir), **_device_info(args)})
-        serve.delete("bench")
+    settings = [Setting(scheduling, args.batch_size, scheduling) for scheduling in SCHEDULINGS]
+    results = compare(args, model_dir, url, settings)
     emit({**continuous_gain(results, levels_of(args), min(sizes_of(args))), **_run_info(args)})
 
 
 def serve_fixed(args: argparse.Namespace, model_dir: Path, url: str) -> None:
-    from ray import serve
-
-    results = {}
-    for mode, batch_size in (("batched", args.batch_size), ("unbatched", 1)):
-        deploy(args, model_dir, batch_size, "continuous")
-        results[mode] = drive(args, url, {"mode": mode, "workload": "fixed"}, batch_size)
-        if batch_size == 1:  # no batch to share: what is left is Serve's own cost
-            emit({**overhead(args, url, model_dir), **_device_info(args)})
-        serve.delete("bench")
+    results = compare(args, model_dir, url, [Setting("batched", args.batch_size), Setting("unbatched", 1)])
     top = max(levels_of(args))
-    batched, unbatched = results["batched"][top], results["unbatched"][top]
+    batched, unbatched = results[("batched", top)], results[("unbatched", top)]
     emit({"metric": "batching_gain", "concurrency": top,
           "throughput_ratio": ratio(batched["throughput_rps"], unbatched["throughput_rps"]),
           "p99_batched_ms": batched["p99_ms"], "p99_unbatched_ms": unbatched["p99_ms"],
