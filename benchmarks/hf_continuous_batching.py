@@ -34,7 +34,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,7 @@ SENTENCES = [
     "Extract the chemicals and diseases mentioned in the abstract and list them as JSON.",
     "二甲双胍是2型糖尿病的一线治疗药物，常见不良反应为胃肠道反应。",
 ]
+HF = "transformers_cb"
 PAGE_SIZE = 64  # HF cache page (tokens); small pages waste little on short prompts
 
 
@@ -138,25 +140,48 @@ def hf_manager(loaded, end_id: int, max_new_tokens: int, max_batch_tokens: int, 
     return manager
 
 
-def hf_decoder(manager, end_id: int, max_new_tokens: int) -> Callable:
-    """decode(prompts) -> [Decoded] through `manager` (requests added together, results in prompt order)."""
+class TheirFailure(RuntimeError):
+    """transformers' continuous batching failed: a finding to report, not a crash of the benchmark."""
 
-    def decode(prompts: Sequence[Sequence[int]]) -> list[Decoded]:
-        request_ids = manager.add_requests(inputs=[list(p) for p in prompts], max_new_tokens=max_new_tokens)
-        results: dict[str, Any] = {}
-        while len(results) < len(request_ids):
-            result = manager.get_result(timeout=60)
-            if result is None:
-                raise RuntimeError(f"transformers' manager stopped answering: {manager.is_running()=}")
-            if result.error is not None:
-                raise RuntimeError(f"transformers request {result.request_id} failed: {result.error}")
-            if result.is_finished():
-                results[result.request_id] = result
-        return [
-            _without_end(results[rid].generated_tokens, results[rid].logprobs, end_id) for rid in request_ids
-        ]
 
-    return decode
+@contextmanager
+def hf_engine(loaded, end_id: int, prompts: list[list[int]], args: argparse.Namespace) -> Iterator[Callable]:
+    """decode(prompts) -> [Decoded] through one started manager (requests added together, results in
+    prompt order); any failure, even while starting, surfaces as `TheirFailure` from decode."""
+    manager, startup_error = None, None
+    try:
+        manager = hf_manager(loaded, end_id, args.max_new_tokens, args.max_batch_tokens, prompts)
+    except Exception as error:  # noqa: BLE001 - reported by decode, as a line
+        startup_error = error
+
+    def decode(batch: Sequence[Sequence[int]]) -> list[Decoded]:
+        if manager is None:
+            raise TheirFailure(f"starting: {type(startup_error).__name__}: {startup_error}")
+        try:
+            return _collect(manager, batch, end_id, args.max_new_tokens)
+        except Exception as error:  # any failure of theirs on CPU is a finding to report
+            raise TheirFailure(f"{type(error).__name__}: {error}") from error
+
+    try:
+        yield decode
+    finally:
+        if manager is not None:
+            manager.stop(block=True, timeout=30)
+            manager.destroy()
+
+
+def _collect(manager, prompts: Sequence[Sequence[int]], end_id: int, max_new_tokens: int) -> list[Decoded]:
+    request_ids = manager.add_requests(inputs=[list(p) for p in prompts], max_new_tokens=max_new_tokens)
+    results: dict[str, Any] = {}
+    while len(results) < len(request_ids):
+        result = manager.get_result(timeout=60)
+        if result is None:
+            raise RuntimeError(f"the manager stopped answering (thread alive: {manager.is_running()})")
+        if result.error is not None:
+            raise RuntimeError(f"request {result.request_id} failed: {result.error}")
+        if result.is_finished():
+            results[result.request_id] = result
+    return [_without_end(results[rid].generated_tokens, results[rid].logprobs, end_id) for rid in request_ids]
 
 
 def _without_end(tokens: Sequence[int], logprobs: Sequence[float], end_id: int) -> Decoded:
@@ -180,14 +205,19 @@ def hf_generate_alone(loaded, prompts: list[list[int]], end_id: int, max_new_tok
     return outputs
 
 
-def timed(decode: Callable, prompts: list[list[int]], repeats: int) -> tuple[float, list[Decoded]]:
-    """Median wall time of decoding all `prompts` together, and the outputs of the last run."""
-    seconds, outputs = [], []
+def timed(decoders: dict[str, Callable], prompts: list[list[int]], repeats: int) -> dict[str, Any]:
+    """Per engine: (median wall time of decoding all `prompts` together, outputs of the last run). The engines
+    take turns within each repeat, so that both see the same load on the shared machine."""
+    seconds: dict[str, list[float]] = {name: [] for name in decoders}
+    outputs: dict[str, list[Decoded]] = {}
+    for decode in decoders.values():
+        decode(prompts[:4])  # warm-up
     for _ in range(repeats):
-        started = time.perf_counter()
-        outputs = decode(prompts)
-        seconds.append(time.perf_counter() - started)
-    return statistics.median(seconds), outputs
+        for name, decode in decoders.items():
+            started = time.perf_counter()
+            outputs[name] = decode(prompts)
+            seconds[name].append(time.perf_counter() - started)
+    return {name: (statistics.median(seconds[name]), outputs[name]) for name in decoders}
 
 
 def invariance(decode: Callable, prompts: list[list[int]], batched: list[Decoded]) -> dict[str, Any]:
@@ -204,34 +234,33 @@ def invariance(decode: Callable, prompts: list[list[int]], batched: list[Decoded
     }
 
 
-def measure(
-    name: str, decode: Callable, prompts: list[list[int]], reference: list[Decoded], args: argparse.Namespace
-) -> tuple[dict[str, Any], list[Decoded]]:
+def engine_line(
+    name: str, decode: Callable, prompts: list[list[int]], timing: tuple[float, list[Decoded]], reference
+) -> dict[str, Any]:
     """One engine's line: throughput of all prompts together, batch invariance, equality with generate."""
-    decode(prompts[:4])  # warm-up
-    wall_s, batched = timed(decode, prompts, args.repeats)
+    wall_s, batched = timing
     tokens = sum(len(d.token_ids) for d in batched)
     return {
         "engine": name, "wall_s": round(wall_s, 3), "tokens_per_s": round(tokens / wall_s, 1),
         "generated_tokens": tokens, **invariance(decode, prompts, batched),
         "equal_to_generate": sum(d.token_ids == r.token_ids for d, r in zip(batched, reference, strict=True)),
         "distinct_token_ids": len({t for d in batched for t in d.token_ids}),
-    }, batched  # fmt: skip
+    }  # fmt: skip
 
 
-def run_hf(loaded, end_id, prompts, reference, args) -> tuple[dict[str, Any], list[Decoded] | None]:
-    manager = None
+def compare(decoders: dict[str, Callable], prompts, reference, args) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every engine's line and batched outputs; if transformers' engine fails, its line is {"error": ...} and
+    ours is measured alone."""
     try:
-        manager = hf_manager(loaded, end_id, args.max_new_tokens, args.max_batch_tokens, prompts)
-        return measure(
-            "transformers_cb", hf_decoder(manager, end_id, args.max_new_tokens), prompts, reference, args
-        )
-    except Exception as error:  # noqa: BLE001 - any failure of theirs on CPU is a finding to report
-        return {"engine": "transformers_cb", "error": f"{type(error).__name__}: {error}"}, None
-    finally:
-        if manager is not None:
-            manager.stop(block=True, timeout=30)
-            manager.destroy()
+        timings = timed(decoders, prompts, args.repeats)
+        lines = {
+            name: engine_line(name, decode, prompts, timings[name], reference)
+            for name, decode in decoders.items()
+        }
+        return lines, {name: timing[1] for name, timing in timings.items()}
+    except TheirFailure as failure:
+        lines, outputs = compare({"taiyi": decoders["taiyi"]}, prompts, reference, args)
+        return {HF: {"engine": HF, "error": str(failure)}, **lines}, outputs
 
 
 def bench_shape(shape: str, args: argparse.Namespace, scratch: Path) -> None:
@@ -250,16 +279,17 @@ def bench_shape(shape: str, args: argparse.Namespace, scratch: Path) -> None:
               "prompt_tokens": sum(map(len, prompts)), "threads": torch.get_num_threads(),
               "load_average_1m": round(os.getloadavg()[0], 2)}  # fmt: skip
     reference = hf_generate_alone(loaded, prompts, end_id, args.max_new_tokens)
-    hf, hf_batched = run_hf(loaded, end_id, prompts, reference, args)
-    ours, ours_batched = measure(
-        "taiyi", taiyi_decoder(loaded, args.max_new_tokens, args.max_batch_tokens), prompts, reference, args
-    )
-    emit({**hf, **common})
-    emit({**ours, **common})
-    if hf_batched is not None:
+    with hf_engine(loaded, end_id, prompts, args) as hf_decode:
+        decoders = {HF: hf_decode, "taiyi": taiyi_decoder(loaded, args.max_new_tokens, args.max_batch_tokens)}
+        lines, outputs = compare(decoders, prompts, reference, args)
+    for line in lines.values():
+        emit({**line, **common})
+    hf, ours = lines[HF], lines["taiyi"]
+    if "error" not in hf:
+        pairs = zip(outputs[HF], outputs["taiyi"], strict=True)
         emit({"metric": "taiyi_vs_transformers_cb", "shape": shape,
               "throughput_ratio": round(ours["tokens_per_s"] / hf["tokens_per_s"], 2),
-              "equal_tokens": sum(a.token_ids == b.token_ids for a, b in zip(ours_batched, hf_batched, strict=True))})  # fmt: skip
+              "equal_tokens": sum(a.token_ids == b.token_ids for a, b in pairs)})  # fmt: skip
 
 
 def main() -> None:
