@@ -11,16 +11,20 @@ Batch invariance (CPU fp32): a sequence's tokens do not depend on what else is i
 - Attention is computed per sequence over its own exact-length KV cache (`engine_attention`, registered
   with transformers' `AttentionInterface`): no padding, no mask, the same kernel call whether the
   sequence runs alone or among 31 others.
-- Every other layer is row-wise (embeddings, norms, rotary, MLP, LM head), but a matrix multiply's row
-  can come out bitwise different with 1-3 rows than with 4 or more (measured with torch 2.13 on these
-  CPUs; identical from 4 to 2,048 rows). So a pass always has at least `MIN_ROWS` token rows and the LM
-  head at least `MIN_ROWS` rows (padding rows attend only to themselves and are discarded).
+- Every other layer is row-wise (embeddings, norms, rotary, MLP, LM head), but MKL's fp32 matrix multiply
+  gives a row different bits depending on how many rows the call has, below a cut-off that grows with the
+  input width (torch 2.13 on these CPUs: stable from 3 rows at width 64, 8 at 128, 12 at 256, 16 at 896
+  to 4,864 — Qwen2.5-0.5B's widths — checked up to 2,048 rows). So a pass always has at least `MIN_ROWS`
+  = 16 token rows and the LM head at least 16 rows (padding rows attend only to themselves and are
+  discarded).
 - Prefill is never chunked, so a sequence's own computation is the same in every schedule.
 Greedy rows are therefore identical alone and in any batch, and a seeded sampling row draws from its own
 `torch.Generator` over its own logits: exact too.
 
-`scheduling="static"` admits new sequences only once the running batch is empty (a batch runs until its
-longest row ends): the baseline of `benchmarks/serve.py`, not for production.
+`scheduling="static"` is static batching as `model.generate` and the former `@serve.batch` engine did it:
+new sequences join only once the running batch is empty, and a row that has ended keeps its slot (fed its
+end token, computed and discarded) until the batch's longest row ends. The baseline of
+`benchmarks/serve.py`, not for production.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ from taiyi_ray.model.generation import (
 log = logging.getLogger(__name__)
 
 ENGINE_ATTENTION = "taiyi_engine"
-MIN_ROWS = 4
+MIN_ROWS = 16
 Scheduling = Literal["continuous", "static"]
 
 
@@ -64,6 +68,11 @@ class SequenceCache:
         self._keys: dict[int, torch.Tensor] = {}
         self._values: dict[int, torch.Tensor] = {}
         self._lengths: dict[int, int] = {}
+
+    @property
+    def length(self) -> int:
+        """Tokens cached so far (the position of the next token)."""
+        return self._lengths.get(0, 0)
 
     def append(
         self, layer: int, keys: torch.Tensor, values: torch.Tensor
@@ -197,6 +206,7 @@ class ContinuousBatcher:
         self.scheduling = scheduling
         self._waiting: deque[EngineSequence] = deque()
         self._running: list[EngineSequence] = []
+        self._ended_in_batch: list[EngineSequence] = []  # static scheduling: rows that keep their slots
         self._lock = threading.Lock()
         self.stats = BatcherStats()
 
@@ -256,12 +266,24 @@ class ContinuousBatcher:
         batch = decoding + admitted
         if not batch:
             return
-        logits = self._forward(loaded, decoding, admitted)
+        logits = self._forward(loaded, decoding + self._ended_in_batch, admitted)
         for index, sequence in enumerate(batch):
-            self._advance(sequence, logits[index])
-        self._running = [sequence for sequence in self._running if sequence.finish_reason is None]
+            live = index if index < len(decoding) else index + len(self._ended_in_batch)
+            self._advance(sequence, logits[live])
+        self._retire([sequence for sequence in batch if sequence.finish_reason is not None])
         self.stats.steps += 1
-        self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+        self.stats.largest_batch = max(self.stats.largest_batch, len(batch) + len(self._ended_in_batch))
+
+    def _retire(self, ended: list[EngineSequence]) -> None:
+        """Take ended rows out of the batch and free their caches; under static scheduling they keep their
+        slots until the whole batch has ended."""
+        self._running = [sequence for sequence in self._running if sequence.finish_reason is None]
+        if self.scheduling == "static" and self._running:
+            self._ended_in_batch += [sequence for sequence in ended if sequence.finish_reason != "cancelled"]
+            return
+        for sequence in ended + self._ended_in_batch:
+            sequence.cache = SequenceCache()  # the keys and values are no longer needed
+        self._ended_in_batch = []
 
     def abandon(self) -> list[EngineSequence]:
         """Remove every waiting and running sequence (after a failed step) and return them unfinished."""
@@ -276,9 +298,10 @@ class ContinuousBatcher:
             for sequence in [s for s in self._waiting if s.cancelled()]:
                 self._waiting.remove(sequence)
                 self._finish(sequence, "cancelled")
-        for sequence in [s for s in self._running if s.cancelled()]:
+        cancelled = [s for s in self._running if s.cancelled()]
+        for sequence in cancelled:
             self._finish(sequence, "cancelled")
-        self._running = [sequence for sequence in self._running if sequence.finish_reason is None]
+        self._retire(cancelled)
 
     def _admit(self) -> list[EngineSequence]:
         """Waiting sequences that join now: within the step's token budget and the sequence limit (the
@@ -307,14 +330,15 @@ class ContinuousBatcher:
     def _forward(
         self, loaded: LoadedModel, decoding: list[EngineSequence], admitted: list[EngineSequence]
     ) -> torch.Tensor:
-        """Next-token logits ([sequences, vocabulary], fp32) of `decoding + admitted`, from one pass."""
+        """Next-token logits ([sequences, vocabulary], fp32) of `decoding + admitted`, from one pass (a row
+        that has ended, under static scheduling, is fed its end token)."""
         tokens: list[int] = []
         positions: list[int] = []
         segments: list[Segment] = []
         for sequence in decoding:
             segments.append(Segment(len(tokens), 1, sequence.cache))
-            positions.append(len(sequence.prompt_ids) + len(sequence.token_ids) - 1)
-            tokens.append(sequence.token_ids[-1])
+            positions.append(sequence.cache.length)
+            tokens.append(sequence.token_ids[-1] if sequence.finish_reason is None else self._end_id)
         for sequence in admitted:
             segments.append(Segment(len(tokens), len(sequence.prompt_ids), sequence.cache))
             positions += range(len(sequence.prompt_ids))
@@ -374,7 +398,6 @@ class ContinuousBatcher:
             reason,
             sequence.logprobs if sequence.params.logprobs is not None else None,
         )
-        sequence.cache = SequenceCache()  # the keys and values are no longer needed
         if sequence.listener is not None:
             if rest and sequence.listener.stream:
                 sequence.listener.on_delta(rest)

@@ -5,6 +5,9 @@ sequences joining a running batch, logprobs == prompt scoring."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -12,7 +15,7 @@ from hypothesis import strategies as st
 
 from taiyi_ray.data.schema import Message
 from taiyi_ray.model.engine import ContinuousBatcher
-from taiyi_ray.model.factory import LoadedModel
+from taiyi_ray.model.factory import LoadedModel, load_for_inference
 from taiyi_ray.model.generation import (
     Completion,
     IncrementalText,
@@ -86,12 +89,34 @@ def test_greedy_decode_equals_hugging_face_generate(loaded: LoadedModel) -> None
         assert row.prompt_tokens == len(prompt) and row.finish_reason == "length"
 
 
-@pytest.mark.parametrize("max_sequences", [2, 3, 5, 8, 32])
-def test_greedy_tokens_and_logprobs_are_batch_invariant(loaded: LoadedModel, max_sequences: int) -> None:
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory: pytest.TempPathFactory, qwen2_tokenizer_dir: Path) -> Iterator[LoadedModel]:
+    """A random Qwen2 with the widths where MKL's row-count effects reach 12-16 rows (hidden 256, MLP 896)."""
+    from taiyi_ray.config.model import TinyQwen2Shape
+    from taiyi_ray.model.result import write_random_export
+
+    shape = TinyQwen2Shape(
+        hidden_size=256, intermediate_size=896, num_attention_heads=8, num_key_value_heads=2
+    )
+    directory = write_random_export(tmp_path_factory.mktemp("wide"), qwen2_tokenizer_dir, shape, seed=1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield load_for_inference(directory)
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize(
+    ("model", "max_sequences"),
+    [("loaded", 2), ("loaded", 3), ("loaded", 8), ("loaded", 32), ("wide", 5), ("wide", 32)],
+)
+def test_greedy_tokens_and_logprobs_are_batch_invariant(
+    model: str, max_sequences: int, request: pytest.FixtureRequest
+) -> None:
     """The same sequences alone and in running batches of up to 2..32 (joining and leaving as others end:
-    max_tokens differ) give the same tokens and bitwise the same logprobs (with 1-3 matrix rows per pass
-    instead of >= 4 the logprobs differ in the last bits here)."""
-    ids = many_prompts(loaded)
+    max_tokens differ) give the same tokens and bitwise the same logprobs. (With fewer than 16 matrix rows
+    per pass, the wide model's logprobs differ in the last bits here.)"""
+    loaded: LoadedModel = request.getfixturevalue(model)
+    ids = many_prompts(loaded, 32 if model == "loaded" else 12)
     params = [SamplingParams(max_new_tokens=3 + i % 9, logprobs=0) for i in range(len(ids))]
     alone = [decode(loaded, [prompt], [p])[0] for prompt, p in zip(ids, params, strict=True)]
     together = decode(loaded, ids, params, max_sequences=max_sequences)
@@ -133,7 +158,10 @@ def test_static_scheduling_waits_for_the_batch_to_end(loaded: LoadedModel) -> No
     batcher = ContinuousBatcher.for_model(loaded, max_sequences=2, scheduling="static")
     results = batcher.generate(loaded, ids, [SamplingParams(max_new_tokens=n) for n in (2, 6, 2, 6)])
     assert [len(row.token_ids) for row in results] == [2, 6, 2, 6]
-    assert batcher.stats.steps == 12  # two batches of 6 steps: the short rows' slots stay empty
+    assert batcher.stats.steps == 12  # two batches of 6 steps: the short rows keep their slots
+    assert batcher.stats.largest_batch == 2
+    continuous = decode(loaded, ids, [SamplingParams(max_new_tokens=n) for n in (2, 6, 2, 6)])
+    assert [row.token_ids for row in results] == [row.token_ids for row in continuous]
 
 
 def test_repetition_penalty_follows_hugging_face(loaded: LoadedModel) -> None:
