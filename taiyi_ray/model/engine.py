@@ -266,13 +266,14 @@ class ContinuousBatcher:
         batch = decoding + admitted
         if not batch:
             return
+        rows = len(batch) + len(self._ended_in_batch)
         logits = self._forward(loaded, decoding + self._ended_in_batch, admitted)
         for index, sequence in enumerate(batch):
             live = index if index < len(decoding) else index + len(self._ended_in_batch)
             self._advance(sequence, logits[live])
         self._retire([sequence for sequence in batch if sequence.finish_reason is not None])
         self.stats.steps += 1
-        self.stats.largest_batch = max(self.stats.largest_batch, len(batch) + len(self._ended_in_batch))
+        self.stats.largest_batch = max(self.stats.largest_batch, rows)
 
     def _retire(self, ended: list[EngineSequence]) -> None:
         """Take ended rows out of the batch and free their caches; under static scheduling they keep their
