@@ -25,6 +25,7 @@ from transformers import PreTrainedTokenizerFast
 
 from taiyi_ray.data.chat_format import ChatFormat
 from taiyi_ray.model.factory import LoadedModel, load_for_inference
+from taiyi_ray.model.generation import end_token_id
 from taiyi_ray.model.result import EXPORT_INFO
 from taiyi_ray.serve.errors import APIError
 
@@ -51,6 +52,9 @@ class ModelRegistry:
         self._adapters_loaded: set[str] = set()
         self._own_adapter = "default" if _is_peft(self._loaded.model) else None
         self.tokenizer: PreTrainedTokenizerFast = copy.deepcopy(self._loaded.tokenizer)
+        # constrained decoding reads the vocabulary in a worker thread: a copy of its own
+        self.grammar_tokenizer: PreTrainedTokenizerFast = copy.deepcopy(self._loaded.tokenizer)
+        self.end_token_id = end_token_id(self._loaded)
         model_limit = int(getattr(self._loaded.model.config, "max_position_embeddings", 0) or 0) or 2048
         self.context_length = min(model_limit, max_context_tokens or model_limit)
         log.info(

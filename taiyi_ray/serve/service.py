@@ -1,14 +1,17 @@
 """What the HTTP handlers share inside one replica: the config, the models, the decoding engine.
 
 Also the request checks that need them: the model id, max_tokens against the configured limit, and
-prompt + completion against the model's context length (each a 400/404 naming the field).
+prompt + completion against the model's context length (each a 400/404 naming the field); and the output
+grammars of constrained decoding, compiled off the event loop and kept per regular expression.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -17,7 +20,7 @@ import torch
 
 from taiyi_ray.config.serving import ServeConfig
 from taiyi_ray.data.schema import Message
-from taiyi_ray.model.generation import SamplingParams
+from taiyi_ray.model.generation import OutputGrammar, SamplingParams
 from taiyi_ray.serve.engine import Engine, GenerationRequest
 from taiyi_ray.serve.errors import APIError
 from taiyi_ray.serve.models import ModelRegistry
@@ -30,6 +33,30 @@ class Service:
     registry: ModelRegistry
     engine: Engine
     started: int = field(default_factory=lambda: int(time.time()))
+    _grammars: OrderedDict[str, OutputGrammar] = field(default_factory=OrderedDict)
+
+    GRAMMARS_KEPT = 32
+
+    async def grammar(self, regex: str, param: str) -> OutputGrammar:
+        """`regex` compiled for the served vocabulary: in a worker thread (outlines-core takes 0.1 s for a
+        small JSON schema, ~10 s for any JSON object; the event loop keeps serving meanwhile), then kept
+        (the last `GRAMMARS_KEPT`). A language it cannot compile is a 400 naming `param`."""
+        if regex in self._grammars:
+            self._grammars.move_to_end(regex)
+            return self._grammars[regex]
+        registry = self.registry
+        try:
+            grammar = await asyncio.to_thread(
+                OutputGrammar, regex, registry.grammar_tokenizer, registry.end_token_id
+            )
+        except ValueError as error:
+            raise APIError(
+                400, f"cannot constrain the output to this {param}: {error}", param=param
+            ) from None
+        self._grammars[regex] = grammar
+        while len(self._grammars) > self.GRAMMARS_KEPT:
+            self._grammars.popitem(last=False)
+        return grammar
 
     @cached_property
     def fingerprint(self) -> str:
