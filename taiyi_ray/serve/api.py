@@ -10,16 +10,16 @@ import math
 
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from taiyi_ray.data import instruct
 from taiyi_ray.model.generation import SamplingParams
 from taiyi_ray.serve import openai_api, schemas, tasks
-from taiyi_ray.serve.auth import install_auth
+from taiyi_ray.serve.auth import API_KEY_ENV, install_auth
 from taiyi_ray.serve.errors import APIError, error_response, install_error_handlers
 from taiyi_ray.serve.service import Service
-
-_STREAM = {"content": {"application/json": {}, "text/event-stream": {"description": "server-sent events"}}}
 
 
 def create_api(service: Service, api_key_digest: str | None = None) -> FastAPI:
@@ -36,7 +36,7 @@ def create_api(service: Service, api_key_digest: str | None = None) -> FastAPI:
     install_auth(app, api_key_digest)
     _openai_routes(app, service)
     _task_routes(app, service)
-    _schema_with_limits(app, {"max_tokens": service.config.max_tokens_limit, "n": service.config.max_choices})
+    _customise_schema(app, service, secured=api_key_digest is not None)
     return app
 
 
@@ -67,24 +67,65 @@ class Admission:
             self.active -= 1
 
 
-def _schema_with_limits(app: FastAPI, limits: dict[str, int]) -> None:
-    """Put the deployment's limits (`maximum` of max_tokens, max_completion_tokens, n) into /openapi.json,
-    so the schema accepts exactly what the handlers do; the request models cannot know the config."""
+def _customise_schema(app: FastAPI, service: Service, secured: bool) -> None:
+    """Make /openapi.json state exactly what the replica accepts and answers: the deployment's limits,
+    which the request models cannot know (see `_set_limits`); no FastAPI 422 (validation answers 400,
+    `taiyi_ray.serve.errors`); and, with an API key, the bearer scheme, optional on /healthz only (without
+    one, no 401)."""
     build = app.openapi
+    limits = {"max_tokens": service.config.max_tokens_limit, "n": service.config.max_choices}
 
     def openapi() -> dict:
         if app.openapi_schema is None:
             schema = build()
-            for model in schema.get("components", {}).get("schemas", {}).values():
-                for name, field in model.get("properties", {}).items():
-                    limit = limits.get("max_tokens" if name == "max_completion_tokens" else name)
-                    for branch in [field, *field.get("anyOf", [])] if limit is not None else []:
-                        if branch.get("type") == "integer":
-                            branch["maximum"] = limit
+            _set_limits(schema, limits, vocabulary=len(service.registry.tokenizer))
+            for operation in (op for item in schema["paths"].values() for op in item.values()):
+                for never in ("422",) if secured else ("422", "401"):
+                    operation["responses"].pop(never, None)
+            for unused in ("HTTPValidationError", "ValidationError"):
+                schema["components"]["schemas"].pop(unused, None)
+            _add_models(schema, schemas.ChatCompletionChunk)  # only named by the event stream's schema
+            if secured:
+                schema["components"]["securitySchemes"] = {"bearer": _BEARER}
+                schema["security"] = [{"bearer": []}]
+                schema["paths"]["/healthz"]["get"]["security"] = [{}, {"bearer": []}]
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+_BEARER = {"type": "http", "scheme": "bearer", "description": f"The server's {API_KEY_ENV}."}
+
+
+def _set_limits(schema: dict, limits: dict[str, int], vocabulary: int) -> None:
+    """`maximum` of max_tokens, max_completion_tokens (serve.max_tokens_limit), n (serve.max_choices) and
+    of prompt token ids (the vocabulary)."""
+    for model in schema["components"]["schemas"].values():
+        for name, field in model.get("properties", {}).items():
+            limit = limits.get("max_tokens" if name == "max_completion_tokens" else name)
+            for branch in [field, *field.get("anyOf", [])] if limit is not None else []:
+                if branch.get("type") == "integer":
+                    branch["maximum"] = limit
+    prompt = schema["components"]["schemas"]["CompletionRequest"]["properties"]["prompt"]
+    _set_integer_maximum(prompt, vocabulary - 1)
+
+
+def _add_models(schema: dict, *models: type[BaseModel]) -> None:
+    """Put `models` (and the models they use) into the schema's components, those there already kept."""
+    _, definitions = models_json_schema(
+        [(model, "serialization") for model in models], ref_template="#/components/schemas/{model}"
+    )
+    for name, definition in definitions.get("$defs", {}).items():
+        schema["components"]["schemas"].setdefault(name, definition)
+
+
+def _set_integer_maximum(node: dict, maximum: int) -> None:
+    """Every integer in `node` (a JSON Schema), through `anyOf` and array `items`, at most `maximum`."""
+    if node.get("type") == "integer":
+        node["maximum"] = maximum
+    for child in [*node.get("anyOf", []), *([node["items"]] if "items" in node else [])]:
+        _set_integer_maximum(child, maximum)
 
 
 def _openai_routes(app: FastAPI, service: Service) -> None:
@@ -114,14 +155,20 @@ def _openai_routes(app: FastAPI, service: Service) -> None:
         return schemas.ModelList(data=cards)
 
     @app.post(
-        "/v1/chat/completions", response_model=schemas.ChatCompletion, responses={**errors, 200: _STREAM}
+        "/v1/chat/completions",
+        response_model=schemas.ChatCompletion,
+        responses={**errors, **schemas.streamed(schemas.ChatCompletionChunk)},
     )
     async def chat_completions(
         request: schemas.ChatCompletionRequest,
     ) -> schemas.ChatCompletion | StreamingResponse:
         return await openai_api.chat_completions(service, request)
 
-    @app.post("/v1/completions", response_model=schemas.Completion, responses={**errors, 200: _STREAM})
+    @app.post(
+        "/v1/completions",
+        response_model=schemas.Completion,
+        responses={**errors, **schemas.streamed(schemas.Completion)},
+    )
     async def completions(request: schemas.CompletionRequest) -> schemas.Completion | StreamingResponse:
         return await openai_api.completions(service, request)
 

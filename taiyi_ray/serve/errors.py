@@ -8,6 +8,7 @@ Anything unexpected is logged with its traceback and answered 500 in the same sh
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -67,10 +68,8 @@ def describe_validation_error(error: RequestValidationError) -> tuple[str, str |
     problems = error.errors()
     if not problems:
         return "invalid request", None
-    first = problems[0]
-    location = [str(part) for part in first.get("loc", ()) if part != "body"]
-    # Union members add their type name to the location (`prompt.str`, `content.list[TextPart]`): drop them.
-    location = [part for part in location if not _is_type_tag(part)]
+    first = _most_telling(problems)
+    location = _location(first)
     param = ".".join(location) or None
     if first.get("type") == "json_invalid":
         context = first.get("ctx", {}).get("error", "")
@@ -83,6 +82,23 @@ def describe_validation_error(error: RequestValidationError) -> tuple[str, str |
     if len(problems) > 1:
         message += f"; and {len(problems) - 1} more problem(s)"
     return message, param
+
+
+def _location(problem: Any) -> list[str]:
+    location = [str(part) for part in problem.get("loc", ()) if part != "body"]
+    # Union members add their type name to the location (`prompt.str`, `content.list[TextPart]`): drop them.
+    return [part for part in location if not _is_type_tag(part)]
+
+
+def _most_telling(problems: Sequence[Any]) -> Any:
+    """The first problem, or of a union field (`stop`: a string or up to 4 strings) the member whose type
+    the input had: "at most 4 items, not 6" rather than "should be a valid string"."""
+    field = _location(problems[0])
+    for problem in problems:
+        kind = str(problem.get("type", ""))
+        if _location(problem) == field and not kind.endswith("_type") and kind != "none_required":
+            return problem
+    return problems[0]
 
 
 def _is_type_tag(part: str) -> bool:

@@ -4,24 +4,50 @@ Requests accept what the `openai` client and common harnesses send; fields we ca
 rejected with a 400 naming them (best_of > 1, suffix, non-zero penalties, tools and functions,
 logit_bias, a response_format other than text) rather than ignored.
 Unknown extra fields are ignored, as OpenAI-compatible servers do, so newer clients keep working.
-Ranges that depend on the deployment (max_tokens <= serve.max_tokens_limit, the context length) are
-checked by the handlers, which know the config.
+Ranges that depend on the deployment (max_tokens <= serve.max_tokens_limit, n <= serve.max_choices,
+token ids < the vocabulary, the context length) are checked by the handlers, which know the config.
+
+The OpenAPI schema states exactly what validation accepts (schemathesis checks it, positive and
+negative cases): strict types as JSON Schema defines them (an integer is 2 or 2.0, never "2" or true),
+the deployment's maxima (added by `taiyi_ray.serve.api`), and the cross-field rules as if/then (a
+stream has n = 1 and no logprobs). Two rules it cannot state are in descriptions: the conversation
+ends with a user message (a rule on an array's last item), and prompt + max_tokens fit the context
+(a count of tokens, not of characters).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic.config import JsonDict
 
 MAX_STOP_SEQUENCES = 4
 MAX_TOP_LOGPROBS = 20
 
 
 class _Request(BaseModel):
-    # strict: a boolean is true/false and an integer a JSON integer, as the schema says ("true", 1 or 1.0
-    # for a boolean, "1" or 1.0 for an integer are refused); numbers still take integers
+    # strict: a boolean is true/false and an integer a JSON integer, as the schema says ("true" or 1 for a
+    # boolean, "1", true or 2.5 for an integer are refused); numbers still take integers
     model_config = ConfigDict(extra="ignore", strict=True)
+
+
+def _integral(value: object) -> object:
+    """2.0 -> 2: JSON Schema's `integer` is any number with a zero fractional part, so 2.0 is one (and
+    schema-driven clients and fuzzers send it); strict validation alone would refuse it."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+_INTEGRAL = BeforeValidator(_integral)
+# JSON integers as the OpenAPI schema defines them: 2 or 2.0, never "2", true or 2.5. The bounds sit
+# inside each alias: pydantic writes a `Field(ge=...)` put on `Annotated[int, BeforeValidator] | None`
+# into the schema as "ge" instead of "minimum", so the schema would not show it.
+Integer = Annotated[int, _INTEGRAL]
+PositiveInteger = Annotated[int, Field(ge=1), _INTEGRAL]
+NonNegativeInteger = Annotated[int, Field(ge=0), _INTEGRAL]
+Seed = Annotated[int, Field(ge=0, lt=2**63), _INTEGRAL]
+TopLogprobs = Annotated[int, Field(ge=0, le=MAX_TOP_LOGPROBS), _INTEGRAL]
 
 
 class _Response(BaseModel):
@@ -46,19 +72,20 @@ class ChatMessage(_Request):
 
 
 StopField = Annotated[
-    str | list[str] | None,
+    str | Annotated[list[str], Field(max_length=MAX_STOP_SEQUENCES)] | None,
     Field(
         None, description=f"Up to {MAX_STOP_SEQUENCES} strings; generation ends before the first one found."
     ),
 ]
 
 
-def _refused(reason: str, allowed: object = None) -> BeforeValidator:
-    """A field we cannot honour: anything but `allowed` (null, or a value with no effect) is a 400 naming
-    the field, rather than being silently ignored and returning something the client did not ask for."""
+def _refused(reason: str, harmless: Callable[[object], bool] = lambda value: False) -> BeforeValidator:
+    """A field we cannot honour: anything but null or a `harmless` value (one with no effect) is a 400
+    naming the field, rather than being silently ignored and returning something the client did not ask
+    for."""
 
     def check(value: object) -> object:
-        if value is not None and value != allowed:
+        if value is not None and not harmless(value):
             raise ValueError(f"not supported: {reason}")
         return value
 
@@ -70,7 +97,7 @@ _NO_TOOLS = "this server does not call tools or functions; leave the field out"
 
 Text = Annotated[str, Field(min_length=1)]
 _ONE = Field(min_length=1)
-TokenIds = Annotated[list[Annotated[int, Field(ge=0)]], _ONE]
+TokenIds = Annotated[list[NonNegativeInteger], _ONE]
 
 
 class _SamplingFields(_Request):
@@ -79,20 +106,17 @@ class _SamplingFields(_Request):
     model: str | None = Field(
         None, description="A served model id (GET /v1/models); default: the base model."
     )
-    max_tokens: int | None = Field(
+    max_tokens: PositiveInteger | None = Field(
         None,
-        ge=1,
         description="Tokens to generate, at most serve.max_tokens_limit; default serve.default_max_tokens.",
     )
     temperature: float = Field(1.0, ge=0.0, le=2.0, description="0 is greedy decoding.")
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    n: int = Field(1, ge=1, description="Choices per prompt, at most serve.max_choices.")
+    n: Integer = Field(1, ge=1, description="Choices per prompt, at most serve.max_choices.")
     stream: bool = False
     stop: StopField = None
-    seed: int | None = Field(
+    seed: Seed | None = Field(
         None,
-        ge=0,
-        lt=2**63,
         description="Same seed, model, prompt and parameters give the same output, in any batch: the request "
         "draws from its own torch.Generator over batch-invariant logits.",
     )
@@ -107,15 +131,9 @@ class _SamplingFields(_Request):
     frequency_penalty: float = Field(0.0, ge=0.0, le=0.0, description="Not supported: only 0.")
     user: str | None = None
     logit_bias: Annotated[
-        dict[str, float] | None, _refused("token biases are not applied; leave logit_bias out", {})
+        dict[str, float] | None,
+        _refused("token biases are not applied; leave logit_bias out", lambda value: value == {}),
     ] = Field(None, max_length=0, description="Not supported: only absent, null or {}.")
-
-    @field_validator("stop")
-    @classmethod
-    def _stop_list(cls, value: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(value, list) and len(value) > MAX_STOP_SEQUENCES:
-            raise ValueError(f"at most {MAX_STOP_SEQUENCES} stop sequences, got {len(value)}")
-        return value
 
     def stop_sequences(self) -> tuple[str, ...]:
         if self.stop is None:
@@ -131,7 +149,16 @@ class TextFormat(_Request):
     type: Literal["text"]
 
 
+def _when_streaming(then: JsonDict) -> ConfigDict:
+    """The schema of a request with `stream: true` adds `then` (JSON Schema if/then), so the schema states
+    the rules the handlers enforce across fields: a stream carries one choice and no logprobs."""
+    when: JsonDict = {"properties": {"stream": {"const": True}}, "required": ["stream"]}
+    return ConfigDict(json_schema_extra={"if": when, "then": {"properties": then}})
+
+
 class ChatCompletionRequest(_SamplingFields):
+    model_config = _when_streaming({"n": {"const": 1}, "logprobs": {"const": False}})
+
     messages: list[ChatMessage] = Field(
         min_length=1, description="The conversation so far; the last message must have role 'user'."
     )
@@ -139,7 +166,7 @@ class ChatCompletionRequest(_SamplingFields):
         TextFormat | None,
         _refused(
             'only {"type": "text"}: output is not constrained to JSON here (no json_object/json_schema)',
-            {"type": "text"},
+            lambda value: isinstance(value, dict) and value.get("type") == "text",  # other keys ignored
         ),
     ] = Field(None, description='Only {"type": "text"}.')
     tools: Annotated[None, _refused(_NO_TOOLS)] = Field(None, description="Not supported.")
@@ -147,11 +174,11 @@ class ChatCompletionRequest(_SamplingFields):
     parallel_tool_calls: Annotated[None, _refused(_NO_TOOLS)] = Field(None, description="Not supported.")
     functions: Annotated[None, _refused(_NO_TOOLS)] = Field(None, description="Not supported.")
     function_call: Annotated[None, _refused(_NO_TOOLS)] = Field(None, description="Not supported.")
-    max_completion_tokens: int | None = Field(
-        None, ge=1, description="Newer name of max_tokens (wins when both)."
+    max_completion_tokens: PositiveInteger | None = Field(
+        None, description="Newer name of max_tokens (wins when both)."
     )
     logprobs: bool = False
-    top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
+    top_logprobs: TopLogprobs | None = None
     stream_options: StreamOptions | None = None
 
     @field_validator("messages")
@@ -163,18 +190,25 @@ class ChatCompletionRequest(_SamplingFields):
 
 
 class CompletionRequest(_SamplingFields):
+    model_config = _when_streaming(
+        {
+            "n": {"const": 1},
+            "logprobs": {"type": "null"},
+            "prompt": {"not": {"type": "array", "minItems": 2, "items": {"type": ["string", "array"]}}},
+        }
+    )
+
     prompt: Text | Annotated[list[Text], _ONE] | TokenIds | Annotated[list[TokenIds], _ONE] = Field(
         description="Text, texts, or token ids; n choices per prompt."
     )
-    max_tokens: int | None = Field(
+    max_tokens: NonNegativeInteger | None = Field(
         None,
-        ge=0,
         description="Tokens to generate, at most serve.max_tokens_limit; default serve.default_max_tokens. "
         "0 generates nothing (with echo: scores the prompt).",
     )
     echo: bool = Field(False, description="Prepend the prompt to the text (with its logprobs when asked).")
-    logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS, description="Top alternatives per token.")
-    best_of: int = Field(1, ge=1, le=1, description="Only 1 is supported.")
+    logprobs: TopLogprobs | None = Field(None, description="Top alternatives per token.")
+    best_of: Integer = Field(1, ge=1, le=1, description="Only 1 is supported.")
     suffix: None = Field(None, description="Not supported.")
     stream_options: StreamOptions | None = None
 
@@ -320,6 +354,50 @@ class Health(_Response):
     largest_batch: int | None = Field(None, description="The most sequences decoded in one step so far.")
 
 
+_ERROR_DESCRIPTIONS = {
+    400: "Invalid request: the message names the field (`param`) and says what was got and expected.",
+    401: "Missing or wrong API key (`Authorization: Bearer <key>`).",
+    404: "Unknown model id (`param: model`) or route.",
+    503: "The replica is busy: retry after `Retry-After` seconds.",
+}
+_ERROR_HEADERS: dict[int, dict[str, Any]] = {
+    401: {"WWW-Authenticate": {"required": True, "schema": {"type": "string", "const": "Bearer"}}},
+    503: {"Retry-After": {"required": True, "schema": {"type": "integer", "minimum": 1}}},
+}
+
+
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` entries for the error codes an endpoint can return."""
-    return {code: {"model": ErrorResponse} for code in codes}
+    """OpenAPI `responses` entries for the error codes an endpoint can return: OpenAI error objects,
+    with the headers the 401 and 503 answers always carry."""
+    return {
+        code: {
+            "model": ErrorResponse,
+            "description": _ERROR_DESCRIPTIONS[code],
+            **({"headers": _ERROR_HEADERS[code]} if code in _ERROR_HEADERS else {}),
+        }
+        for code in codes
+    }
+
+
+def streamed(chunk: type[_Response]) -> dict[int | str, dict[str, Any]]:
+    """The 200 entry of an endpoint that streams with `stream: true`: JSON otherwise, else server-sent
+    events. In OpenAPI 3.1 an event stream's `schema` describes one event: its `data` is a `chunk` as
+    JSON, then the literal `[DONE]`; an error after the headers were sent comes as an ErrorResponse.
+    `chunk` must be in the schema's components (`taiyi_ray.serve.api` adds it)."""
+    payload = {
+        "anyOf": [{"$ref": f"#/components/schemas/{name}"} for name in (chunk.__name__, "ErrorResponse")]
+    }
+    data = {
+        "anyOf": [
+            {"type": "string", "const": "[DONE]"},
+            {"type": "string", "contentMediaType": "application/json", "contentSchema": payload},
+        ]
+    }
+    event = {
+        "type": "object",
+        "required": ["data"],
+        "properties": {"data": data},
+        "description": f"One server-sent event (with `stream: true`): `data: <{chunk.__name__} JSON>`, the "
+        "last one `data: [DONE]`.",
+    }
+    return {200: {"content": {"text/event-stream": {"schema": event}}}}

@@ -23,6 +23,7 @@ from taiyi_ray.config.data import DatasetEntry, Language, Task
 from taiyi_ray.data.answers import GENIA_EVENT_TYPES, EventAnswer, ParseResult, answer_space, parse_with
 from taiyi_ray.data.schema import Record
 from taiyi_ray.serve.errors import APIError
+from taiyi_ray.serve.schemas import Integer, PositiveInteger, Seed
 
 TASKS: tuple[str, ...] = ("ner", "re", "ee", "tc", "qa")
 _DEFAULT_FORMATS: dict[tuple[str, Language], str] = {
@@ -38,12 +39,12 @@ class _TaskRequest(BaseModel):
 
     model: str | None = Field(None, description="A served model id; default: the base model.")
     language: Language = Field("en", description="Language of the input, and of the instruction.")
-    max_tokens: int | None = Field(
-        None, ge=1, description="At most serve.max_tokens_limit; default serve.default_max_tokens."
+    max_tokens: PositiveInteger | None = Field(
+        None, description="At most serve.max_tokens_limit; default serve.default_max_tokens."
     )
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 (default) is greedy decoding.")
-    seed: int | None = Field(None, ge=0, lt=2**63)
-    template_seed: int = Field(0, description="Picks one of the task's instruction paraphrases.")
+    seed: Seed | None = None
+    template_seed: Integer = Field(0, description="Picks one of the task's instruction paraphrases.")
 
 
 class NERRequest(_TaskRequest):
@@ -74,6 +75,13 @@ class TCRequest(_TaskRequest):
 
 
 class QARequest(_TaskRequest):
+    model_config = ConfigDict(  # the rule `unified_task` enforces, stated in the schema too
+        json_schema_extra={
+            "if": {"properties": {"qa_type": {"const": "multiple_choice"}}, "required": ["qa_type"]},
+            "then": {"properties": {"choices": {"type": "object"}}, "required": ["choices"]},
+        }
+    )
+
     question: str = Field(min_length=1)
     choices: dict[str, str] | None = Field(
         None, min_length=2, description='Options by letter, e.g. {"A": "..."}.'

@@ -4,8 +4,12 @@
 from __future__ import annotations
 
 import json
+import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -192,18 +196,19 @@ STRICT = [
     ("/v1/chat/completions", CHAT, "stream", "true"),
     ("/v1/chat/completions", CHAT, "stream", 1),
     ("/v1/chat/completions", CHAT, "logprobs", 1),
-    ("/v1/chat/completions", CHAT, "max_tokens", 2.0),
+    ("/v1/chat/completions", CHAT, "max_tokens", 2.5),
     ("/v1/chat/completions", CHAT, "max_tokens", "2"),
     ("/v1/chat/completions", CHAT, "n", True),
     ("/v1/chat/completions", CHAT, "seed", "7"),
     ("/v1/chat/completions", CHAT, "temperature", "0.5"),
     ("/v1/completions", {"prompt": "x"}, "echo", "false"),
     ("/v1/completions", {"prompt": "x"}, "logprobs", True),
-    ("/v1/completions", {"prompt": "x"}, "prompt", [1.0, 2.0]),
+    ("/v1/completions", {"prompt": "x"}, "prompt", [1.5, 2.0]),
     ("/v1/completions", {"prompt": "x"}, "prompt", ""),
     ("/v1/completions", {"prompt": "x"}, "prompt", [[]]),
     ("/v1/tasks/tc", {"text": "x", "labels": ["a", "b"]}, "multi_label", "true"),
-    ("/v1/tasks/ner", {"text": "x"}, "max_tokens", 4.0),
+    ("/v1/tasks/ner", {"text": "x"}, "max_tokens", 4.5),
+    ("/v1/tasks/ner", {"text": "x"}, "seed", True),
 ]
 
 
@@ -224,6 +229,133 @@ def test_conversation_must_end_with_the_user(api: TestClient, role: str) -> None
 def test_numbers_still_take_integers(api: TestClient) -> None:
     answer = api.post("/v1/chat/completions", json={**CHAT, "temperature": 0, "top_p": 1, "max_tokens": 2})
     assert answer.status_code == 200 and answer.json()["usage"]["completion_tokens"] == 2
+
+
+def test_integers_take_integral_numbers(api: TestClient) -> None:
+    """JSON Schema's `integer` is any number with a zero fractional part: 2.0 is one, as the schema says."""
+    answer = api.post("/v1/chat/completions", json={**CHAT, "max_tokens": 2.0, "n": 2.0, "seed": 7.0})
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()["choices"]) == 2 and answer.json()["usage"]["completion_tokens"] == 4
+    ids = api.post("/v1/completions", json={"prompt": [9707.0, 11], "max_tokens": 0, "echo": True}).json()
+    assert (
+        ids["usage"]["prompt_tokens"] == 2
+        and ids["choices"][0]["text"]
+        == api.post("/v1/completions", json={"prompt": [9707, 11], "max_tokens": 0, "echo": True}).json()[
+            "choices"
+        ][0]["text"]
+    )
+
+
+@dataclass
+class FuzzReport:
+    """What `fuzz_openapi` ran: cases, the status codes they got, the checks run, the failures found."""
+
+    cases: int = 0
+    checks: int = 0
+    statuses: Counter[int] = field(default_factory=Counter)
+    failures: list[str] = field(default_factory=list)
+    out_of_time: int = 0
+
+
+def fuzz_openapi(schema: Any, max_examples: int, deadline_s: float, **call: Any) -> FuzzReport:
+    """schemathesis' positive and negative cases of every operation in `schema` (`max_examples` each),
+    every response checked: no 5xx; status code, content type, headers and body as documented; auth
+    enforced where declared; schema-valid requests accepted and invalid ones refused. Derandomised (the
+    same cases every run); cases after `deadline_s` are skipped and counted in `out_of_time`. `call`:
+    the arguments of `case.call` (base_url, headers, timeout).
+
+    One rule JSON Schema cannot state, that the conversation ends with a user message (an array's last
+    item), is in the schema's description; positive chat cases get a user message appended when theirs
+    end otherwise, so that they stay what the schema promises is valid."""
+    from schemathesis import checks
+    from schemathesis.generation.modes import GenerationMode
+
+    common = [
+        checks.not_a_server_error,
+        checks.status_code_conformance,
+        checks.content_type_conformance,
+        checks.response_schema_conformance,
+        checks.response_headers_conformance,
+        checks.ignored_auth,
+    ]
+    by_mode = {
+        GenerationMode.POSITIVE: [*common, checks.positive_data_acceptance],
+        GenerationMode.NEGATIVE: [*common, checks.negative_data_rejection],
+    }
+    report, deadline = FuzzReport(), time.monotonic() + deadline_s
+    for result in schema.get_all_operations():
+        for mode, mode_checks in by_mode.items():
+            _fuzz_operation(result.ok(), mode, mode_checks, max_examples, report, deadline, call)
+    return report
+
+
+def _fuzz_operation(
+    operation: Any,
+    mode: Any,
+    mode_checks: list,
+    max_examples: int,
+    report: FuzzReport,
+    deadline: float,
+    call: dict[str, Any],
+) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis.errors import Unsatisfiable
+
+    strategy = operation.as_strategy(generation_mode=mode)
+    if mode.is_positive and operation.path == "/v1/chat/completions":
+        strategy = strategy.map(_ends_with_user)
+    transport = {key: call[key] for key in ("base_url", "headers", "timeout") if key in call}
+
+    @settings(
+        max_examples=max_examples,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=strategy)
+    def run(case: Any) -> None:
+        if time.monotonic() > deadline:
+            report.out_of_time += 1
+            return
+        response = case.call(**call)
+        report.cases += 1
+        report.checks += len(mode_checks)
+        report.statuses[response.status_code] += 1
+        try:
+            case.validate_response(
+                response, checks=mode_checks, headers=call.get("headers"), transport_kwargs=transport
+            )
+        except BaseExceptionGroup as group:  # schemathesis' FailureGroup: one per failed check
+            sent = f"{case.method} {case.path} ({mode.value}) {repr(case.body)[:300]}"
+            label = f"{sent} -> {response.status_code} {response.text[:300]}"
+            report.failures += [f"{label}: {failure}" for failure in group.exceptions]
+
+    try:
+        run()
+    except Unsatisfiable:  # nothing to get wrong: a GET without parameters
+        assert mode.is_negative
+
+
+def _ends_with_user(case: Any) -> Any:
+    if isinstance(case.body, dict) and case.body["messages"][-1].get("role") != "user":
+        case.body["messages"].append({"role": "user", "content": "And?"})
+    return case
+
+
+def test_openapi_schema_is_what_the_api_accepts_and_answers(make_api) -> None:
+    """schemathesis over the in-process API (ASGI, with the API key on): zero failures of any check."""
+    import schemathesis
+
+    from taiyi_ray.serve.auth import key_digest
+
+    headers = {"Authorization": "Bearer sk-fuzz"}
+    app = make_api(api_key_digest=key_digest("sk-fuzz"), max_tokens_limit=32, default_max_tokens=8).app
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app, headers=headers)
+    report = fuzz_openapi(schema, max_examples=10, deadline_s=60, headers=headers)
+    assert not report.failures, "\n\n".join(report.failures[:5])
+    assert report.out_of_time == 0 and report.cases >= 150
+    assert {200, 400, 401, 404} <= set(report.statuses) and max(report.statuses) < 500, report.statuses
 
 
 # -- model id and system_fingerprint ---------------------------------------------------------------------
