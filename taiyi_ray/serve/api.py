@@ -209,7 +209,11 @@ async def run_task(service: Service, task: str, request: tasks.TaskRequest) -> t
     messages = instruct.build_prompt(record, entry, seed=request.template_seed)
     prompt_ids = service.chat_prompt_ids(messages)
     service.check_context(len(prompt_ids), max_tokens, tasks.prompt_field(request))
-    params = SamplingParams(max_new_tokens=max_tokens, temperature=request.temperature, seed=request.seed)
+    regex = tasks.answer_grammar(record, entry)
+    grammar = await service.grammar(regex, "task") if regex is not None else None
+    params = SamplingParams(
+        max_new_tokens=max_tokens, temperature=request.temperature, seed=request.seed, grammar=grammar
+    )
     finished = await service.engine.complete(service.request(model_id, prompt_ids, params))
     decoded = finished.completion
     return tasks.TaskResponse(

@@ -24,9 +24,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from fastapi.responses import StreamingResponse
+from outlines_core.json_schema import build_regex_from_schema
 
 from taiyi_ray.data.schema import Message
-from taiyi_ray.model.generation import REPLACEMENT_CHARACTER, SamplingParams, TokenLogprob
+from taiyi_ray.model.generation import REPLACEMENT_CHARACTER, OutputGrammar, SamplingParams, TokenLogprob
 from taiyi_ray.model.generation import Completion as Decoded
 from taiyi_ray.serve import schemas
 from taiyi_ray.serve.engine import Finished, GenerationRequest
@@ -40,8 +41,33 @@ def _finish_reason(decoded: Decoded) -> str:
     return decoded.finish_reason if decoded.finish_reason in ("stop", "length") else "stop"
 
 
+async def _output_grammar(
+    service: Service,
+    response_format: schemas.TextFormat | schemas.JsonObjectFormat | schemas.JsonSchemaFormat | None,
+) -> OutputGrammar | None:
+    """The grammar a `response_format` asks for: none for text, any JSON object for json_object, the
+    schema's language for json_schema (outlines-core turns the schema into a regular expression; a schema
+    it cannot is a 400 naming the field)."""
+    if response_format is None or isinstance(response_format, schemas.TextFormat):
+        return None
+    schema: object
+    if isinstance(response_format, schemas.JsonObjectFormat):
+        schema, param = {"type": "object"}, "response_format"
+    else:
+        schema, param = response_format.json_schema.schema_, "response_format.json_schema.schema"
+    try:
+        regex = build_regex_from_schema(json.dumps(schema))
+    except ValueError as error:
+        raise APIError(400, f"cannot constrain the output to this schema: {error}", param=param) from None
+    return await service.grammar(regex, param)
+
+
 def _sampling(
-    request: schemas._SamplingFields, max_tokens: int, logprobs: int | None, choice: int = 0
+    request: schemas._SamplingFields,
+    max_tokens: int,
+    logprobs: int | None,
+    choice: int = 0,
+    grammar: OutputGrammar | None = None,
 ) -> SamplingParams:
     """The decoding settings of choice `choice` of `n`: a seeded request's choice i uses seed + i, so the
     choices differ from each other and each is reproducible on its own."""
@@ -53,6 +79,7 @@ def _sampling(
         seed=None if request.seed is None else request.seed + choice,
         stop=request.stop_sequences(),
         logprobs=logprobs,
+        grammar=grammar,
     )
 
 
@@ -119,8 +146,11 @@ async def chat_completions(
     prompt_ids = service.chat_prompt_ids(messages)
     service.check_context(len(prompt_ids), max_tokens, "messages")
     top = (request.top_logprobs or 0) if request.logprobs else None
+    grammar = await _output_grammar(service, request.response_format)
     generations = [
-        service.request(model_id, prompt_ids, _sampling(request, max_tokens, top, i), stream=request.stream)
+        service.request(
+            model_id, prompt_ids, _sampling(request, max_tokens, top, i, grammar), stream=request.stream
+        )
         for i in range(service.choices(request))
     ]
     stamp = Stamp.new("chatcmpl", model_id, service)

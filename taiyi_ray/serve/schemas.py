@@ -149,6 +149,33 @@ class TextFormat(_Request):
     type: Literal["text"]
 
 
+class JsonObjectFormat(_Request):
+    """Any JSON object (constrained decoding; the first request compiles a large grammar, ~10 s here)."""
+
+    type: Literal["json_object"]
+
+
+class JsonSchemaSpec(_Request):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str | None = None
+    schema_: dict[str, Any] = Field(
+        alias="schema",
+        description="The JSON Schema the output must satisfy (what outlines-core can compile).",
+    )
+    strict: bool | None = Field(None, description="Ignored: the output always satisfies the schema.")
+
+
+class JsonSchemaFormat(_Request):
+    """Output constrained to a JSON Schema by constrained decoding (outlines-core): when the answer
+    ends with the end token (finish_reason "stop"), its text is a JSON value that satisfies the schema."""
+
+    type: Literal["json_schema"]
+    json_schema: JsonSchemaSpec
+
+
+ResponseFormat = Annotated[TextFormat | JsonObjectFormat | JsonSchemaFormat, Field(discriminator="type")]
+
+
 def _when_streaming(then: JsonDict) -> ConfigDict:
     """The schema of a request with `stream: true` adds `then` (JSON Schema if/then), so the schema states
     the rules the handlers enforce across fields: a stream carries one choice and no logprobs."""
@@ -162,13 +189,9 @@ class ChatCompletionRequest(_SamplingFields):
     messages: list[ChatMessage] = Field(
         min_length=1, description="The conversation so far; the last message must have role 'user'."
     )
-    response_format: Annotated[
-        TextFormat | None,
-        _refused(
-            'only {"type": "text"}: output is not constrained to JSON here (no json_object/json_schema)',
-            lambda value: isinstance(value, dict) and value.get("type") == "text",  # other keys ignored
-        ),
-    ] = Field(None, description='Only {"type": "text"}.')
+    response_format: ResponseFormat | None = Field(
+        None, description="text (default), json_object or json_schema (constrained decoding)."
+    )
     tools: Annotated[None, _refused(_NO_TOOLS)] = Field(None, description="Not supported.")
     tool_choice: Annotated[None, _refused(_NO_TOOLS)] = Field(None, description="Not supported.")
     parallel_tool_calls: Annotated[None, _refused(_NO_TOOLS)] = Field(None, description="Not supported.")

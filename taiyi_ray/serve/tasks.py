@@ -10,6 +10,9 @@ nested event's trigger with its `event_type`).
 
 Default answer spaces when a request names none: NER en `Chemical, Disease` (BC5CDR), zh the CMeEE types;
 RE en `CID` (BC5CDR), zh the CMeIE predicates; EE the nine GENIA (BioNLP-ST 2011 GE) event types. Classification needs its `labels`.
+
+Closed questions (yes/no/maybe, a choice among keys, one label of a closed set) are decoded under a grammar
+of their whole answers (`answer_grammar`, constrained decoding in the engine), so their answers always parse.
 """
 
 from __future__ import annotations
@@ -20,7 +23,16 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from taiyi_ray.config.data import DatasetEntry, Language, Task
-from taiyi_ray.data.answers import GENIA_EVENT_TYPES, EventAnswer, ParseResult, answer_space, parse_with
+from taiyi_ray.data.answers import (
+    GENIA_EVENT_TYPES,
+    YES_NO_MAYBE,
+    EventAnswer,
+    ParseResult,
+    Prediction,
+    answer_space,
+    parse_with,
+    serialise,
+)
 from taiyi_ray.data.schema import Record
 from taiyi_ray.serve.errors import APIError
 from taiyi_ray.serve.schemas import Integer, PositiveInteger, Seed
@@ -240,3 +252,28 @@ def _event_out(event: EventAnswer, text: str) -> EventOut:
     return EventOut(
         type=event.type, trigger=event.trigger, offsets=find_spans(text, event.trigger), arguments=arguments
     )
+
+
+_REGEX_SPECIAL = frozenset("\\.+*?()|[]{}^$#&-~")
+
+
+def answer_grammar(record: Record, entry: DatasetEntry) -> str | None:
+    """A regular expression of every whole answer to a closed question (a yes/no/maybe question, a choice
+    among keys, one label of a closed set), written as the model was trained to answer, so constrained
+    decoding makes the answer always parse; None for open answers (entities, relations, events, several
+    labels, free text), which the parser reads leniently."""
+    space = answer_space(record, entry)
+    if space.task == "qa_yesno":
+        answers = [Prediction("qa_yesno", answer=answer) for answer in YES_NO_MAYBE]
+    elif space.task == "qa_mc" and space.choices:
+        answers = [Prediction("qa_mc", answer=key) for key in space.choices]
+    elif space.task == "tc" and space.label_names:
+        answers = [Prediction("tc", labels=(label,)) for label in space.label_names]
+    else:
+        return None
+    return "(" + "|".join(_literal(serialise(answer, space)) for answer in answers) + ")"
+
+
+def _literal(text: str) -> str:
+    """`text` as a regular expression matching only itself (outlines-core's regex syntax)."""
+    return "".join("\\" + character if character in _REGEX_SPECIAL else character for character in text)

@@ -161,8 +161,6 @@ def test_batches_need_room() -> None:
         ("function_call", "auto"),
         ("parallel_tool_calls", False),
         ("logit_bias", {"50256": -100}),
-        ("response_format", {"type": "json_object"}),
-        ("response_format", {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}),
         ("response_format", "text"),
     ],
 )

@@ -141,7 +141,6 @@ def test_n_beyond_the_limit_is_refused(make_api, fields: dict, limit: int) -> No
 @pytest.mark.parametrize(
     ("path", "field", "value"),
     [
-        ("/v1/chat/completions", "response_format", {"type": "json_schema", "json_schema": {"name": "x"}}),
         ("/v1/chat/completions", "tools", [{"type": "function", "function": {"name": "f"}}]),
         ("/v1/completions", "logit_bias", {"11": 5}),
     ],
@@ -153,6 +152,40 @@ def test_unhonoured_fields_are_openai_400s(api: TestClient, path: str, field: st
     error = response.json()["error"]
     assert (error["param"], error["type"]) == (field, "invalid_request_error")
     assert "not supported" in error["message"]
+
+
+def test_json_schema_response_format_is_honoured(api: TestClient) -> None:
+    """Constrained decoding: a random model, asked for a JSON schema's output, answers with JSON that
+    satisfies it (and ends there: finish_reason "stop"); a schema outlines-core cannot compile is a 400."""
+    schema = {
+        "type": "object",
+        "properties": {"answer": {"enum": ["yes", "no", "maybe"]}, "sure": {"type": "boolean"}},
+        "required": ["answer", "sure"],
+    }
+    response_format = {
+        "type": "json_schema",
+        "json_schema": {"name": "verdict", "schema": schema, "strict": True},
+    }
+    body = {
+        **CHAT,
+        "max_tokens": 48,
+        "n": 2,
+        "temperature": 1.0,
+        "seed": 7,
+        "response_format": response_format,
+    }
+    response = api.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    for choice in response.json()["choices"]:
+        assert choice["finish_reason"] == "stop"
+        value = json.loads(choice["message"]["content"])
+        assert set(value) == {"answer", "sure"} and value["answer"] in ("yes", "no", "maybe")
+    free = api.post("/v1/chat/completions", json={**CHAT, "max_tokens": 48}).json()
+    assert not free["choices"][0]["message"]["content"].startswith("{")
+    bad = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "no-such-type"}}}
+    refused = api.post("/v1/chat/completions", json={**CHAT, "response_format": bad})
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["param"] == "response_format.json_schema.schema"
 
 
 # -- the schema is what validation accepts ---------------------------------------------------------------
@@ -496,3 +529,50 @@ def test_admission_refuses_beyond_the_limit_with_json_503() -> None:
             assert admission.active == 0 and (await http.post("/work")).status_code == 200
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field", "allowed"),
+    [
+        (
+            "/v1/tasks/qa",
+            {"question": "Which is an NSAID?", "choices": {"A": "insulin", "B": "ibuprofen", "C": "x"}},
+            "answer",
+            {"A", "B", "C"},
+        ),
+        (
+            "/v1/tasks/qa",
+            {"question": "Is aspirin an NSAID?", "qa_type": "yes_no"},
+            "answer",
+            {"yes", "no", "maybe"},
+        ),
+        (
+            "/v1/tasks/qa",
+            {"question": "阿司匹林是非甾体抗炎药吗？", "qa_type": "yes_no", "language": "zh"},
+            "answer",
+            {"yes", "no", "maybe"},
+        ),
+        (
+            "/v1/tasks/tc",
+            {
+                "text": "患者咳嗽三天，应该挂哪个科？",
+                "language": "zh",
+                "labels": ["就医建议", "病因分析", "其他"],
+            },
+            "labels",
+            {"就医建议", "病因分析", "其他"},
+        ),
+    ],
+)
+def test_closed_task_answers_always_parse(
+    api: TestClient, path: str, body: dict, field: str, allowed: set
+) -> None:
+    """/v1/tasks/*: a closed question's answer is decoded under a grammar of its whole answers, so even a
+    random model's output parses to one of them (and ends right there)."""
+    for seed in range(3):
+        response = api.post(path, json={**body, "temperature": 1.0, "seed": seed, "max_tokens": 32})
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        assert answer["parsed"] and answer["finish_reason"] == "stop", answer
+        got = answer[field] if field == "answer" else answer[field][0]
+        assert got in allowed, answer
