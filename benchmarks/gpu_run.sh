@@ -16,6 +16,12 @@
 # Then one device call, carrying the two ignored folders:
 #   run(command="bash benchmarks/gpu_run.sh", carry=[".whl", ".anchor"], timeout_s=540)
 # Extra arguments go to gpu_train.py, e.g. `bash benchmarks/gpu_run.sh --cases anchor_full,ours_sdpa`.
+#
+# Serving (issue 15), a call of its own with the same wheels (outlines-core is among them):
+#   run(command="bash benchmarks/gpu_run.sh --serve", carry=[".whl", ".anchor"], timeout_s=540)
+# runs benchmarks/serve.py on a Qwen2.5-0.5B-shaped model in bf16: the batch-1 decode step
+# (`decode_step_ms`, goal <= 10 ms), then the fixed workload of 32 new tokens at concurrency 1, 8 and 32
+# (goal: >= 55 requests/s at 32, 10x the 5.5 measured with the former engine), then the mixed workload.
 # GPU_RUN_LIMIT_S (default 470) bounds the whole call, wheel install included.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -23,13 +29,16 @@ cd "$(dirname "$0")/.."
 if [[ "${1:-}" == "--prepare" ]]; then
   set -e
   shared=$(cd "${TAIYI_SHARED:-../shared}" && pwd)
-  extra=(liger-kernel==0.8.5)
+  extra=(liger-kernel==0.8.5 outlines-core==0.2.14)
   # pack-wheels.sh writes into ./.whl and notes it in ./.git/info/exclude: run it where .git is a folder
   # (in a git worktree .git is a file), then move the wheels here.
   scratch=$(mktemp -d) && mkdir -p "$scratch/.git/info"
   (cd "$scratch" && bash "$shared/gpu/pack-wheels.sh" "${extra[@]}")
   rm -rf .whl && mv "$scratch/.whl" .whl && rm -rf "$scratch"
   mkdir -p .anchor && cp "$shared/gpu/sft_anchor.py" .anchor/
+  # for the --serve call: the fast tokenizer alone (11 MiB; vocab.json and merges.txt would not fit)
+  rm -rf .anchor/tokenizer && mkdir -p .anchor/tokenizer
+  cp "$shared/tokenizers/qwen2/"{tokenizer.json,added_tokens.json,special_tokens_map.json} .anchor/tokenizer/
   exclude=$(git rev-parse --git-path info/exclude)
   mkdir -p "$(dirname "$exclude")"
   for folder in /.whl/ /.anchor/; do grep -qx "$folder" "$exclude" 2>/dev/null || echo "$folder" >> "$exclude"; done
@@ -49,6 +58,16 @@ if [[ ! -d .whl || ! -f .anchor/sft_anchor.py ]]; then
 fi
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1
+
+if [[ "${1:-}" == "--serve" ]]; then
+  left=$((limit_s - (SECONDS - started)))
+  timeout -k 10 $((left * 2 / 3)) python3 benchmarks/serve.py --shape qwen2.5-0.5b --device cuda \
+    --tokenizer .anchor/tokenizer --max-tokens 32 | tee "$OUT/gpu_serve.jsonl"
+  left=$((limit_s - (SECONDS - started)))
+  timeout -k 10 $((left - 5)) python3 benchmarks/serve.py --shape qwen2.5-0.5b --device cuda \
+    --tokenizer .anchor/tokenizer --workload mixed | tee -a "$OUT/gpu_serve.jsonl"
+  exit 0
+fi
 
 # Our training code must import before its cases can run; if it does not, run the anchor cases alone
 # (the lines still show the baseline) and say why.
