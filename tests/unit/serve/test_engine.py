@@ -321,3 +321,11 @@ def test_grammar_constrains_the_output_to_a_json_schema(loaded: LoadedModel) -> 
     free = decode(loaded, ids[:1], [SamplingParams(max_new_tokens=40)])[0]
     with pytest.raises(json.JSONDecodeError):
         json.loads(free.text)
+
+
+@pytest.mark.parametrize("temperature", [5e-324, 1e-300, 1e-30])
+def test_a_tiny_temperature_is_greedy_not_nan(loaded: LoadedModel, temperature: float) -> None:
+    ids = encode(loaded, prompts(loaded))[:1]
+    greedy = decode(loaded, ids, [SamplingParams(max_new_tokens=8)])[0].token_ids
+    cold = decode(loaded, ids, [SamplingParams(max_new_tokens=8, temperature=temperature, seed=1)])[0]
+    assert cold.token_ids == greedy
