@@ -49,6 +49,7 @@ from taiyi_ray.model.generation import (
     RowListener,
     SamplingParams,
     TokenLogprob,
+    argmax_rows,
     choose_token,
     end_token_id,
     token_logprob,
@@ -268,9 +269,10 @@ class ContinuousBatcher:
             return
         rows = len(batch) + len(self._ended_in_batch)
         logits = self._forward(loaded, decoding + self._ended_in_batch, admitted)
+        best = argmax_rows(logits)
         for index, sequence in enumerate(batch):
             live = index if index < len(decoding) else index + len(self._ended_in_batch)
-            self._advance(sequence, logits[live])
+            self._advance(sequence, logits[live], best[live])
         self._retire([sequence for sequence in batch if sequence.finish_reason is not None])
         self.stats.steps += 1
         self.stats.largest_batch = max(self.stats.largest_batch, rows)
@@ -364,11 +366,17 @@ class ContinuousBatcher:
             )
         return output.logits[0, : len(last_rows)].float()
 
-    def _advance(self, sequence: EngineSequence, logits: torch.Tensor) -> None:
-        """Choose, record and stream `sequence`'s next token; finish it if it ends here."""
+    def _advance(self, sequence: EngineSequence, logits: torch.Tensor, argmax: int) -> None:
+        """Choose (`argmax` of `logits`, for a plain greedy row), record and stream `sequence`'s next token;
+        finish it if it ends here."""
         params = sequence.params
-        allowed = logits if sequence.grammar is None else sequence.grammar.restrict(logits)
-        token = choose_token(allowed, params, sequence.generator, sequence.prompt_ids + sequence.token_ids)
+        if params.plain_greedy:
+            token = argmax
+        else:
+            allowed = logits if sequence.grammar is None else sequence.grammar.restrict(logits)
+            token = choose_token(
+                allowed, params, sequence.generator, sequence.prompt_ids + sequence.token_ids
+            )
         if params.logprobs is not None:
             sequence.logprobs.append(token_logprob(torch.log_softmax(logits, dim=-1), token, params.logprobs))
         if token == self._end_id:

@@ -48,6 +48,11 @@ class SamplingParams:
     logprobs: int | None = None
     grammar: OutputGrammar | None = None
 
+    @property
+    def plain_greedy(self) -> bool:
+        """The next token is the argmax of the raw logits (which a step computes for all rows at once)."""
+        return self.temperature == 0 and self.repetition_penalty == 1.0 and self.grammar is None
+
 
 @dataclass(frozen=True)
 class TokenLogprob:
@@ -143,6 +148,14 @@ def end_token_id(loaded: LoadedModel) -> int:
     return end_id
 
 
+def argmax_rows(logits: torch.Tensor) -> list[int]:
+    """The argmax of every row ([rows, vocabulary]); numpy's on CPU (~12x faster than torch 2.13's over
+    150k floats). Exact either way, and per row: the first index of the row's largest value."""
+    if logits.device.type == "cpu":
+        return [int(index) for index in logits.numpy().argmax(axis=1)]
+    return [int(index) for index in logits.argmax(dim=1).tolist()]
+
+
 def choose_token(
     logits: torch.Tensor, params: SamplingParams, generator: torch.Generator, seen: Sequence[int]
 ) -> int:
@@ -162,9 +175,7 @@ def choose_token(
     if (
         params.temperature < torch.finfo(logits.dtype).tiny
     ):  # 0, or a temperature the logits' dtype rounds to 0
-        if logits.device.type == "cpu":  # numpy's argmax over 150k floats: ~12x faster than torch 2.13's
-            return int(logits.numpy().argmax())
-        return int(logits.argmax())
+        return argmax_rows(logits.unsqueeze(0))[0]
     # the largest logit first made 0: a tiny temperature then sends the others to -inf, never to NaN
     probs = torch.softmax((logits - logits.max()) / params.temperature, dim=-1)
     if params.top_p < 1.0:
