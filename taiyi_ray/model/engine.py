@@ -293,7 +293,7 @@ class ContinuousBatcher:
         with self._lock:
             dropped = [*self._running, *self._waiting]
             self._waiting.clear()
-        self._running = []
+        self._running, self._ended_in_batch = [], []
         return dropped
 
     def _drop_cancelled(self) -> None:

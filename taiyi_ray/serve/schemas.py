@@ -46,7 +46,10 @@ _INTEGRAL = BeforeValidator(_integral)
 Integer = Annotated[int, _INTEGRAL]
 PositiveInteger = Annotated[int, Field(ge=1), _INTEGRAL]
 NonNegativeInteger = Annotated[int, Field(ge=0), _INTEGRAL]
-Seed = Annotated[int, Field(ge=0, lt=2**63), _INTEGRAL]
+# Seeds below 2**53: every integer up to there is exact as a JSON/float64 number, so a client (or a schema
+# tool) that reads numbers as doubles sees the same bound the server checks (below 2**63 it could not: the
+# fuzz sent 2**63 + 190 as valid, which float64 rounds to the same double as 2**63 - 1).
+Seed = Annotated[int, Field(ge=0, lt=2**53), _INTEGRAL]
 TopLogprobs = Annotated[int, Field(ge=0, le=MAX_TOP_LOGPROBS), _INTEGRAL]
 
 
