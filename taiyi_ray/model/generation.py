@@ -12,6 +12,7 @@ expression (a JSON schema compiles to one) with outlines-core's token-level DFA 
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -263,7 +264,8 @@ class GrammarWalker:
         self._guide.advance(token, return_tokens=False)
 
 
-_VOCABULARIES: dict[tuple[int, int], object] = {}
+# per tokenizer object (weakly: an id() key could be reused by another tokenizer once this one is gone)
+_VOCABULARIES: weakref.WeakKeyDictionary[object, dict[int, object]] = weakref.WeakKeyDictionary()
 
 
 def _byte_level_vocabulary(tokenizer, end_id: int):
@@ -271,8 +273,8 @@ def _byte_level_vocabulary(tokenizer, end_id: int):
     from outlines_core import Vocabulary
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-    key = (id(tokenizer), end_id)
-    if key not in _VOCABULARIES:
+    known = _VOCABULARIES.setdefault(tokenizer, {})
+    if end_id not in known:
         byte_of = {character: byte for byte, character in bytes_to_unicode().items()}
         special = set(tokenizer.all_special_ids)
         tokens: dict[bytes, list[int]] = {}
@@ -284,5 +286,5 @@ def _byte_level_vocabulary(tokenizer, end_id: int):
                     f"token {text!r} is not byte-level BPE: constrained decoding maps only byte-level vocabularies"
                 )
             tokens.setdefault(bytes(byte_of[character] for character in text), []).append(token_id)
-        _VOCABULARIES[key] = Vocabulary(end_id, tokens)
-    return _VOCABULARIES[key]
+        known[end_id] = Vocabulary(end_id, tokens)
+    return known[end_id]
