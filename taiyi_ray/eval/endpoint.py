@@ -1,7 +1,7 @@
 """Generation against a running OpenAI-compatible endpoint (`--endpoint URL`): concurrent HTTP requests.
 
 Each prompt is one `POST {url}/v1/chat/completions` with the conversation; at most `concurrency`
-requests are in flight (the server batches them, e.g. Ray Serve's `@serve.batch`). Greedy decoding is
+requests are in flight (the server batches them: ours decodes them in one running batch). Greedy decoding is
 `temperature: 0`. With env `TAIYI_API_KEY` set, requests carry `Authorization: Bearer <key>` (the key
 is never logged). Transient failures (connection errors, 429, 5xx) are retried with back-off; a
 4xx answer is an error naming the status and the server's message.

@@ -115,25 +115,55 @@ def chat_format_of(directory: Path, tokenizer: PreTrainedTokenizerFast) -> ChatF
     return get_chat_format(name or ("chatml" if tokenizer.eos_token == IM_END else "taiyi"))
 
 
+@dataclass(frozen=True)
+class ModelInterface:
+    """What a client of an export needs without its weights: the tokenizer configured with the chat format,
+    the model's name and its context length (an HTTP ingress tokenises and checks requests with it)."""
+
+    tokenizer: PreTrainedTokenizerFast
+    chat_format: ChatFormat
+    name: str  # the export's model_name (taiyi_export.json), else the directory name
+    context_length: int  # the architecture's max_position_embeddings (2048 when it has none)
+
+
+def load_interface(directory: str | Path) -> ModelInterface:
+    """The export's `ModelInterface`; reads the tokenizer and configs only."""
+    directory = Path(directory)
+    tokenizer = load_tokenizer(directory)
+    chat_format = chat_format_of(directory, tokenizer)
+    configure_tokenizer(tokenizer, chat_format)
+    base = _adapter_base(directory)
+    architecture = json.loads((Path(base or directory) / "config.json").read_text())
+    return ModelInterface(
+        tokenizer,
+        chat_format,
+        export_info(directory).get("model_name") or directory.name,
+        int(architecture.get("max_position_embeddings") or 0) or 2048,
+    )
+
+
+def _adapter_base(directory: Path) -> str | None:
+    """The base model an adapter-only export names (None for a model with weights of its own)."""
+    adapter_config = directory / "adapter_config.json"
+    if adapter_config.exists() and not (directory / "config.json").exists():
+        return str(json.loads(adapter_config.read_text())["base_model_name_or_path"])
+    return None
+
+
 def load_for_inference(
     directory: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
 ) -> LoadedModel:
     """Model (eval mode, on `device`) + tokenizer configured with the model's chat format."""
     directory = Path(directory)
     dtype = dtype or (torch.bfloat16 if str(device).startswith("cuda") else torch.float32)
-    tokenizer = load_tokenizer(directory)
-    chat_format = chat_format_of(directory, tokenizer)
-    configure_tokenizer(tokenizer, chat_format)
-    adapter_config = directory / "adapter_config.json"
-    if adapter_config.exists() and not (directory / "config.json").exists():
+    interface = load_interface(directory)
+    base = _adapter_base(directory)
+    if base is not None:
         from peft import PeftModel
 
-        base = json.loads(adapter_config.read_text())["base_model_name_or_path"]
         model: Any = PeftModel.from_pretrained(load_causal_lm(base, dtype), str(directory))
     else:
         model = load_causal_lm(directory, dtype)
     model.to(device)
     model.eval()
-    return LoadedModel(
-        model, tokenizer, chat_format, export_info(directory).get("model_name") or directory.name
-    )
+    return LoadedModel(model, interface.tokenizer, interface.chat_format, interface.name)

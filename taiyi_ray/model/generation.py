@@ -19,7 +19,7 @@ from typing import Protocol
 
 import torch
 
-from taiyi_ray.model.factory import LoadedModel
+from taiyi_ray.model.factory import LoadedModel, ModelInterface
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class IncrementalText:
         )
 
 
-def end_token_id(loaded: LoadedModel) -> int:
+def end_token_id(loaded: LoadedModel | ModelInterface) -> int:
     """The id of the chat format's end token (one token by construction of the tokenizer)."""
     end_id = loaded.tokenizer.convert_tokens_to_ids(loaded.chat_format.end_token)
     if not isinstance(end_id, int):

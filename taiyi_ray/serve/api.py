@@ -136,9 +136,7 @@ def _openai_routes(app: FastAPI, service: Service) -> None:
         """Open to probes; the models and counters only with the API key (when the server has one)."""
         if not getattr(request.state, "authorised", True):
             return schemas.Health()
-        return schemas.Health(
-            models=service.registry.ids(), loaded=service.registry.loaded_ids(), **vars(service.engine.stats)
-        )
+        return schemas.Health(models=service.registry.ids(), **vars(await service.engine.stats()))
 
     @app.get("/v1/models", response_model=schemas.ModelList, responses=schemas.error_responses(401))
     async def models() -> schemas.ModelList:

@@ -1,15 +1,18 @@
-"""The Serve application: one deployment that is both the HTTP ingress and the batching engine.
+"""The Serve application: one deployment; each replica is the HTTP ingress plus its engine process.
 
-Each replica loads the model once, batches requests with `@serve.batch` (see `engine`), and serves the
-FastAPI app of `api` (built per replica through `__serve_build_asgi_app__`, so nothing is global).
-Ingress and engine share one replica on purpose: a second deployment would add a hop per request (and
-per streamed token) for nothing, since the model replica is what scales.
+A replica serves the FastAPI app of `api` (built per replica through `__serve_build_asgi_app__`, so
+nothing is global) with the tokenizer and the model catalog only; the weights and the continuous-batching
+decoding loop live in the replica's engine process (`engine.EngineProcess`; why a process, not a
+thread, is in `engine`'s docstring). Ingress and engine are not two deployments: that would add a Ray
+hop per request and per streamed token, and the engine is what scales anyway — a replica is the unit
+that holds a GPU, and its engine process inherits that GPU.
 
 Overload: each replica admits `max_ongoing_requests` generation requests and refuses more itself, at once,
 with an OpenAI error object (JSON 503 + `Retry-After`; `api.Admission`). Serve lets `admission_headroom`
 more through to be refused so; past those its proxy queues `max_queued_requests` and then refuses with
 its own plain-text 503 + `Retry-After` (a backstop: never a hang).
 Shutdown drains: a replica stops taking requests and waits up to `request_timeout_s` for those in flight.
+Health: Serve's health check fails once the engine process is gone, and Serve replaces the replica.
 
 Two builders: `build_application(config)` from Python (the serve job, tests, benchmarks) and
 `build_app(args)` for a Serve config file (`configs/serve.yaml`: `import_path: taiyi_ray.serve.app:build_app`,
@@ -36,24 +39,26 @@ DEPLOYMENT_NAME = "TaiyiServer"
 @serve.deployment
 @serve.ingress()
 class TaiyiServer:
-    """One replica: the models, the batching engine, and the HTTP API over them."""
+    """One replica: the model catalog, the engine process, and the HTTP API over them."""
 
     def __init__(self, config: dict[str, Any], api_key_digest: str | None) -> None:
-        from taiyi_ray.serve.engine import Engine
-        from taiyi_ray.serve.models import ModelRegistry
+        from taiyi_ray.serve.engine import EngineProcess, EngineSpec
+        from taiyi_ray.serve.models import ModelCatalog, ModelSource
         from taiyi_ray.serve.service import Service
 
         settings = ServeConfig.model_validate(config)
-        device = "cuda" if settings.num_gpus_per_replica > 0 else "cpu"
-        if device == "cpu":
-            _use_reserved_cpus(settings.num_cpus_per_replica)
-        else:
-            _no_cudnn_attention()
-        registry = ModelRegistry(
-            str(settings.model), settings.model_id, settings.adapters, device, settings.max_context_tokens
+        source = ModelSource.of(settings)
+        catalog = ModelCatalog(source)
+        engine = EngineProcess(
+            EngineSpec(
+                source,
+                "cuda" if settings.num_gpus_per_replica > 0 else "cpu",
+                torch_threads=engine_threads(settings.num_cpus_per_replica),
+                config=config,
+            )
         )
-        engine = Engine(registry, settings)
-        self._service = Service(settings, registry, engine)
+        self._service = Service(settings, catalog, engine)
+        self._engine = engine
         self._api_key_digest = api_key_digest
 
     def __serve_build_asgi_app__(self):
@@ -61,21 +66,19 @@ class TaiyiServer:
 
         return create_api(self._service, self._api_key_digest)
 
+    def check_health(self) -> None:
+        self._engine.check_health()
 
-def _use_reserved_cpus(num_cpus: float) -> None:
+    def __del__(self) -> None:
+        engine = getattr(self, "_engine", None)
+        if engine is not None:
+            engine.close()
+
+
+def engine_threads(num_cpus: float) -> int:
     """As many torch threads as CPUs reserved for the replica: more threads than cores make every small
     kernel pay for thread synchronisation (measured 200x slower for a tiny linear layer on 2 busy cores)."""
-    import torch
-
-    torch.set_num_threads(max(1, int(num_cpus)))
-
-
-def _no_cudnn_attention() -> None:
-    """cuDNN's SDPA re-plans at every decoding step (a batch-1 step measured ~19 ms on an H200 with it);
-    the engine's small per-step attention calls run on the flash / memory-efficient kernels instead."""
-    import torch
-
-    torch.backends.cuda.enable_cudnn_sdp(False)
+    return max(1, int(num_cpus))
 
 
 def deployment_options(config: ServeConfig) -> dict[str, Any]:

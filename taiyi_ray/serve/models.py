@@ -2,14 +2,14 @@
 
 Model ids: the base is `serve.model_id` (default: the export's `model_name` from `taiyi_export.json`,
 else the directory name); each adapter of `serve.adapters`
-is `{base}:{name}`. The base loads when the replica starts; an adapter loads the first time a request
-names it (PEFT's multi-adapter model: one copy of the base weights, one small set of LoRA weights per
-adapter, switched per batch). An export that is itself adapter-only keeps its own adapter on for the
-base id.
+is `{base}:{name}`. An export that is itself adapter-only keeps its own adapter on for the base id.
 
-`activate` switches adapters on the shared model, so it must only be used by the one decoding thread.
-Requests are tokenised on the event loop with a separate tokenizer copy (a Rust tokenizer must not be
-used from two threads at once).
+Two halves, in two processes of a replica (see `taiyi_ray.serve.engine`): `ModelCatalog` is what the HTTP
+side needs — ids, tokenizer, chat format, context length, end token — without any weights;
+`ModelRegistry` adds the weights, in the engine process: the base loads at start, an adapter the first
+time a request names it (PEFT's multi-adapter model: one copy of the base weights, one small set of LoRA
+weights per adapter, switched per step). `activate` switches adapters on the shared model, so only the
+one decoding thread may use it.
 """
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ import hashlib
 import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers import PreTrainedTokenizerFast
 
+from taiyi_ray.config.serving import ServeConfig
 from taiyi_ray.data.chat_format import ChatFormat
-from taiyi_ray.model.factory import LoadedModel, load_for_inference
+from taiyi_ray.model.factory import LoadedModel, ModelInterface, load_for_inference, load_interface
 from taiyi_ray.model.generation import end_token_id
 from taiyi_ray.model.result import EXPORT_INFO
 from taiyi_ray.serve.errors import APIError
@@ -34,46 +36,45 @@ log = logging.getLogger(__name__)
 ADAPTER_SEPARATOR = ":"
 
 
-class ModelRegistry:
-    """Base model + adapters of one replica; see the module docstring."""
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a replica's models come from (the `serve` section's model, model_id, adapters and context
+    cap); picklable, for the engine process."""
 
-    def __init__(
-        self,
-        model_dir: str,
-        model_id: str | None = None,
-        adapters: Mapping[str, str] | None = None,
-        device: str = "cpu",
-        max_context_tokens: int | None = None,
-    ) -> None:
-        self._loaded = load_for_inference(model_dir, device)
-        self.base_id = model_id or self._loaded.name
-        self.model_digest = model_digest(Path(model_dir))
-        self._adapter_dirs = dict(adapters or {})
-        self._adapters_loaded: set[str] = set()
-        self._own_adapter = "default" if _is_peft(self._loaded.model) else None
-        self.tokenizer: PreTrainedTokenizerFast = copy.deepcopy(self._loaded.tokenizer)
-        # constrained decoding reads the vocabulary in a worker thread: a copy of its own
-        self.grammar_tokenizer: PreTrainedTokenizerFast = copy.deepcopy(self._loaded.tokenizer)
-        self.end_token_id = end_token_id(self._loaded)
-        model_limit = int(getattr(self._loaded.model.config, "max_position_embeddings", 0) or 0) or 2048
-        self.context_length = min(model_limit, max_context_tokens or model_limit)
-        log.info(
-            "serving %s from %s (context %d tokens, adapters: %s)",
-            self.base_id,
-            model_dir,
-            self.context_length,
-            sorted(self._adapter_dirs) or "none",
-        )
+    model_dir: str
+    model_id: str | None = None
+    adapters: Mapping[str, str] = field(default_factory=dict)
+    max_context_tokens: int | None = None
 
-    @property
-    def chat_format(self) -> ChatFormat:
-        return self._loaded.chat_format
+    @classmethod
+    def of(cls, config: ServeConfig) -> ModelSource:
+        if config.model is None:
+            raise ValueError("serve.model is not set; expected a Hugging Face model directory (--model DIR)")
+        return cls(str(config.model), config.model_id, dict(config.adapters), config.max_context_tokens)
+
+
+class ModelCatalog:
+    """The served model ids and what requests are tokenised and checked with; no weights."""
+
+    def __init__(self, source: ModelSource) -> None:
+        interface = self._interface(source.model_dir)
+        self.base_id = source.model_id or interface.name
+        self.model_digest = model_digest(Path(source.model_dir))
+        self._adapter_dirs = dict(source.adapters)
+        self.chat_format: ChatFormat = interface.chat_format
+        # a Rust tokenizer must not be used from two threads at once: the event loop's, and a copy for
+        # the worker thread that compiles output grammars
+        self.tokenizer: PreTrainedTokenizerFast = copy.deepcopy(interface.tokenizer)
+        self.grammar_tokenizer: PreTrainedTokenizerFast = copy.deepcopy(interface.tokenizer)
+        self.end_token_id = end_token_id(interface)
+        limit = interface.context_length
+        self.context_length = min(limit, source.max_context_tokens or limit)
+
+    def _interface(self, model_dir: str) -> ModelInterface:
+        return load_interface(model_dir)
 
     def ids(self) -> list[str]:
         return [self.base_id, *(self.adapter_id(name) for name in sorted(self._adapter_dirs))]
-
-    def loaded_ids(self) -> list[str]:
-        return [self.base_id, *(self.adapter_id(name) for name in sorted(self._adapters_loaded))]
 
     def adapter_id(self, name: str) -> str:
         return f"{self.base_id}{ADAPTER_SEPARATOR}{name}"
@@ -88,6 +89,32 @@ class ModelRegistry:
             param="model",
             code="model_not_found",
         )
+
+
+class ModelRegistry(ModelCatalog):
+    """The catalog plus the weights: base model on `device`, adapters loaded on first use."""
+
+    def __init__(self, source: ModelSource, device: str = "cpu") -> None:
+        self._loaded = load_for_inference(source.model_dir, device)
+        super().__init__(source)
+        self._adapters_loaded: set[str] = set()
+        self._own_adapter = "default" if _is_peft(self._loaded.model) else None
+        log.info(
+            "serving %s from %s on %s (context %d tokens, adapters: %s)",
+            self.base_id,
+            source.model_dir,
+            device,
+            self.context_length,
+            sorted(self._adapter_dirs) or "none",
+        )
+
+    def _interface(self, model_dir: str) -> ModelInterface:
+        loaded = self._loaded  # the tokenizer and format the weights were loaded with
+        limit = int(getattr(loaded.model.config, "max_position_embeddings", 0) or 0) or 2048
+        return ModelInterface(loaded.tokenizer, loaded.chat_format, loaded.name, limit)
+
+    def loaded_ids(self) -> list[str]:
+        return [self.base_id, *(self.adapter_id(name) for name in sorted(self._adapters_loaded))]
 
     @contextmanager
     def activate(self, model_id: str) -> Iterator[LoadedModel]:

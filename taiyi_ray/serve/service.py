@@ -21,17 +21,17 @@ import torch
 from taiyi_ray.config.serving import ServeConfig
 from taiyi_ray.data.schema import Message
 from taiyi_ray.model.generation import OutputGrammar, SamplingParams
-from taiyi_ray.serve.engine import Engine, GenerationRequest
+from taiyi_ray.serve.engine import EventSource, GenerationRequest
 from taiyi_ray.serve.errors import APIError
-from taiyi_ray.serve.models import ModelRegistry
+from taiyi_ray.serve.models import ModelCatalog
 from taiyi_ray.serve.schemas import _SamplingFields
 
 
 @dataclass
 class Service:
     config: ServeConfig
-    registry: ModelRegistry
-    engine: Engine
+    registry: ModelCatalog
+    engine: EventSource  # an `EngineProcess` in a replica
     started: int = field(default_factory=lambda: int(time.time()))
     _grammars: OrderedDict[str, OutputGrammar] = field(default_factory=OrderedDict)
 

@@ -1,5 +1,6 @@
 """A tiny random model loaded once, and the replica's HTTP API over it in-process (no Ray): the handlers,
-validation, batching engine and decoder are the real ones; only Serve's HTTP proxy is absent."""
+validation, batching engine and decoder are the real ones; only Serve's HTTP proxy is absent, and the
+decoding loop runs in a thread rather than the replica's engine process."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from taiyi_ray.config.serving import ServeConfig
 from taiyi_ray.model.factory import LoadedModel, load_for_inference
-from taiyi_ray.serve.models import ModelRegistry
+from taiyi_ray.serve.models import ModelRegistry, ModelSource
 
 
 @pytest.fixture(scope="module")
@@ -27,27 +28,20 @@ def loaded(tiny_model_dir: Path) -> Iterator[LoadedModel]:
 
 @pytest.fixture(scope="session")
 def registry(tiny_model_dir: Path) -> ModelRegistry:
-    return ModelRegistry(str(tiny_model_dir))
+    return ModelRegistry(ModelSource(str(tiny_model_dir)))
 
 
 ApiFactory = Callable[..., TestClient]
 
 
 @pytest.fixture
-def make_api(
-    registry: ModelRegistry, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[ApiFactory]:
-    """`make_api(api_key_digest=None, **serve_fields)`: a client of a fresh replica API over `registry`."""
-    from ray.serve.batching import _BatchQueue
-
+def make_api(registry: ModelRegistry, tiny_model_dir: Path) -> Iterator[ApiFactory]:
+    """`make_api(api_key_digest=None, **serve_fields)`: a client of a fresh replica API over `registry`
+    (its engine in a thread: `test_engine_process.py` shows the engine process decodes the same)."""
     from taiyi_ray.serve.api import create_api
     from taiyi_ray.serve.engine import Engine
     from taiyi_ray.serve.service import Service
 
-    # Outside a replica there is no replica context for Serve's batch-size warning to read.
-    monkeypatch.setattr(
-        _BatchQueue, "_warn_if_max_batch_size_exceeds_max_ongoing_requests", lambda self: None
-    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     with ExitStack() as stack:

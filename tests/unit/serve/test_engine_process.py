@@ -1,0 +1,145 @@
+"""The replica's engine process (`taiyi_ray.serve.engine.EngineProcess`): the same tokens, logprobs and
+streams as the in-thread loop, cancellation reaching the decoding loop, errors crossing the pipe, and a
+dead or unloadable engine process reported rather than hung on."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from taiyi_ray.config.serving import ServeConfig
+from taiyi_ray.data.schema import Message
+from taiyi_ray.model.generation import SamplingParams
+from taiyi_ray.serve.engine import Engine, EngineProcess, EngineSpec, GenerationRequest
+from taiyi_ray.serve.models import ModelRegistry, ModelSource
+
+QUESTIONS = ["What is aspirin used for?", "x", "患者出现发热咳嗽，诊断为肺炎。", "dose of the trial"]
+
+
+def spec_for(model_dir: Path | str, **fields: object) -> EngineSpec:
+    config = ServeConfig(model=str(model_dir), **fields)  # type: ignore[arg-type]
+    return EngineSpec(ModelSource.of(config), "cpu", 1, config.model_dump(mode="json"))
+
+
+@pytest.fixture(scope="module")
+def engine_process(tiny_model_dir: Path) -> Iterator[EngineProcess]:
+    engine = EngineProcess(spec_for(tiny_model_dir))
+    yield engine
+    engine.close()
+
+
+def requests(registry: ModelRegistry, max_tokens: int = 12, **params: object) -> list[GenerationRequest]:
+    ids = [
+        registry.tokenizer(
+            registry.chat_format.prompt_text([Message(role="user", content=q)]), add_special_tokens=False
+        )["input_ids"]
+        for q in QUESTIONS
+    ]
+    sampling = SamplingParams(max_new_tokens=max_tokens, logprobs=2, **params)  # type: ignore[arg-type]
+    return [GenerationRequest(registry.base_id, list(prompt), sampling) for prompt in ids]
+
+
+async def complete_all(engine, batch: list[GenerationRequest]):
+    return await asyncio.gather(*(engine.complete(request) for request in batch))
+
+
+def test_the_process_decodes_exactly_as_the_thread(
+    engine_process: EngineProcess, registry: ModelRegistry, tiny_model_dir: Path
+) -> None:
+    """Same tokens, bitwise the same logprobs, greedy and seeded, and the echo prompt's logprobs."""
+    in_thread = Engine(registry, ServeConfig(model=str(tiny_model_dir)))
+    for batch in (requests(registry), requests(registry, temperature=0.9, seed=7)):
+        batch = [*batch, GenerationRequest(**{**vars(batch[0]), "prompt_logprobs_top": 1})]
+        here = asyncio.run(complete_all(in_thread, batch))
+        there = asyncio.run(complete_all(engine_process, batch))
+        assert [f.completion for f in there] == [f.completion for f in here]
+        assert there[-1].prompt_logprobs == here[-1].prompt_logprobs is not None
+        assert len({tuple(f.completion.token_ids) for f in there}) > 1  # the prompts decode differently
+
+
+def test_streamed_deltas_join_to_the_text(engine_process: EngineProcess, registry: ModelRegistry) -> None:
+    request = GenerationRequest(**{**vars(requests(registry, 16)[0]), "stream": True})
+
+    async def collect() -> tuple[list[str], str]:
+        deltas, text = [], ""
+        async for kind, value in engine_process.events(request):
+            if kind == "delta":
+                deltas.append(value)
+            else:
+                text = value.completion.text  # type: ignore[attr-defined]
+        return deltas, text
+
+    deltas, text = asyncio.run(collect())
+    assert len(deltas) > 1 and "".join(deltas) == text
+
+
+def test_a_cancelled_stream_leaves_the_decoding_loop(
+    engine_process: EngineProcess, registry: ModelRegistry
+) -> None:
+    """A client that goes away after two deltas: the row stops within a few steps, not at max_tokens."""
+    prompt = requests(registry)[0].prompt_ids
+    request = GenerationRequest(registry.base_id, prompt, SamplingParams(max_new_tokens=500), stream=True)
+
+    async def walk_away() -> tuple[int, int]:
+        before = (await engine_process.stats()).steps
+        seen = 0
+        async for kind, _ in engine_process.events(request):
+            seen += kind == "delta"
+            if seen == 2:
+                break
+        await asyncio.sleep(0.5)
+        after = (await engine_process.stats()).steps
+        await asyncio.sleep(0.3)
+        assert (await engine_process.stats()).steps == after  # idle again
+        return before, after
+
+    before, after = asyncio.run(walk_away())
+    assert after - before < 100
+    uncancelled = asyncio.run(engine_process.complete(request)).completion
+    assert len(uncancelled.token_ids) == 500  # left alone, it would have run 500 steps
+
+
+def test_errors_in_the_engine_reach_the_request(
+    engine_process: EngineProcess, registry: ModelRegistry
+) -> None:
+    unknown_adapter = GenerationRequest(
+        f"{registry.base_id}:nope", [1, 2, 3], SamplingParams(max_new_tokens=2)
+    )
+    with pytest.raises(KeyError, match="nope"):
+        asyncio.run(engine_process.complete(unknown_adapter))
+    stats = asyncio.run(engine_process.stats())  # still serving
+    assert stats.loaded == [registry.base_id] and stats.requests > 0
+
+
+def test_an_unloadable_model_fails_at_start_with_the_reason(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(RuntimeError, match=f"could not load {tmp_path}"):
+        EngineProcess(spec_for(tmp_path))
+
+
+def test_a_dead_engine_process_fails_requests_and_health(
+    tiny_model_dir: Path, registry: ModelRegistry
+) -> None:
+    engine = EngineProcess(spec_for(tiny_model_dir))
+    pid = engine.pid
+    assert pid is not None
+    long_request = GenerationRequest(
+        registry.base_id, requests(registry)[0].prompt_ids, SamplingParams(max_new_tokens=100_000)
+    )
+
+    async def kill_midway() -> None:
+        task = asyncio.ensure_future(engine.complete(long_request))
+        await asyncio.sleep(0.5)
+        os.kill(pid, signal.SIGKILL)
+        await asyncio.wait_for(task, timeout=30)
+
+    with pytest.raises(RuntimeError, match="engine process exited"):
+        asyncio.run(kill_midway())
+    with pytest.raises(RuntimeError, match="engine process exited"):
+        engine.check_health()
+    engine.close()
