@@ -452,3 +452,47 @@ def test_load_500_requests_at_concurrency_32(endpoint: Endpoint, client: httpx.C
     assert after["requests"] - before["requests"] == 500
     assert after["largest_batch"] > 1 and after["steps"] - before["steps"] < 500 * 4  # it batched
     assert elapsed < 240
+
+
+# -- the engine process's lifetime ------------------------------------------------------------------------
+
+
+def _replica_and_engine(app: str) -> tuple[Any, Any]:
+    """The app's replica process and its engine process (the replica's one spawned child)."""
+    import psutil
+
+    for process in psutil.process_iter(["cmdline"]):
+        if f"ServeReplica:{app}:" in " ".join(process.info["cmdline"] or []):
+            engines = [c for c in process.children() if "spawn_main" in " ".join(c.cmdline())]
+            assert len(engines) == 1, engines
+            return process, engines[0]
+    raise AssertionError(f"no replica of {app}")
+
+
+def test_the_engine_process_ends_with_its_replica(endpoint: Endpoint, models: Models) -> None:
+    """A replica killed (an OOM kill, a pod eviction) takes its engine process with it, Serve's replacement
+    starts a new one, and deleting the app leaves no engine process behind."""
+    import psutil
+    from ray import serve
+
+    from taiyi_ray.serve.app import build_application
+
+    config = ServeConfig(model=str(models.tasks), model_id="life", num_cpus_per_replica=0.5)
+    serve.run(build_application(config), name="life", route_prefix="/life")
+    replica, engine = _replica_and_engine("life")
+    assert httpx.get(f"{endpoint.url}/life/healthz", timeout=30).json()["loaded"] == ["life"]
+    replica.kill()
+    psutil.wait_procs([engine], timeout=30)
+    assert not engine.is_running()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        answer = httpx.get(f"{endpoint.url}/life/healthz", timeout=30)
+        if answer.status_code == 200 and answer.json().get("loaded") == ["life"]:
+            break
+        time.sleep(1)
+    else:
+        raise AssertionError("Serve did not replace the killed replica")
+    _, new_engine = _replica_and_engine("life")
+    serve.delete("life")
+    psutil.wait_procs([new_engine], timeout=60)
+    assert not new_engine.is_running()
