@@ -26,7 +26,7 @@ from transformers import PreTrainedTokenizerFast
 
 from taiyi_ray.config.serving import ServeConfig
 from taiyi_ray.data.chat_format import ChatFormat
-from taiyi_ray.model.factory import LoadedModel, ModelInterface, load_for_inference, load_interface
+from taiyi_ray.model.factory import LoadedModel, load_for_inference, load_interface
 from taiyi_ray.model.generation import end_token_id
 from taiyi_ray.model.result import EXPORT_INFO
 from taiyi_ray.serve.errors import APIError
@@ -57,7 +57,7 @@ class ModelCatalog:
     """The served model ids and what requests are tokenised and checked with; no weights."""
 
     def __init__(self, source: ModelSource) -> None:
-        interface = self._interface(source.model_dir)
+        interface = load_interface(source.model_dir)
         self.base_id = source.model_id or interface.name
         self.model_digest = model_digest(Path(source.model_dir))
         self._adapter_dirs = dict(source.adapters)
@@ -69,9 +69,6 @@ class ModelCatalog:
         self.end_token_id = end_token_id(interface)
         limit = interface.context_length
         self.context_length = min(limit, source.max_context_tokens or limit)
-
-    def _interface(self, model_dir: str) -> ModelInterface:
-        return load_interface(model_dir)
 
     def ids(self) -> list[str]:
         return [self.base_id, *(self.adapter_id(name) for name in sorted(self._adapter_dirs))]
@@ -107,11 +104,6 @@ class ModelRegistry(ModelCatalog):
             self.context_length,
             sorted(self._adapter_dirs) or "none",
         )
-
-    def _interface(self, model_dir: str) -> ModelInterface:
-        loaded = self._loaded  # the tokenizer and format the weights were loaded with
-        limit = int(getattr(loaded.model.config, "max_position_embeddings", 0) or 0) or 2048
-        return ModelInterface(loaded.tokenizer, loaded.chat_format, loaded.name, limit)
 
     def loaded_ids(self) -> list[str]:
         return [self.base_id, *(self.adapter_id(name) for name in sorted(self._adapters_loaded))]
