@@ -105,7 +105,7 @@ def save_checkpoint(
     engine.save_checkpoint(
         directory, tag=DEEPSPEED_TAG, client_state=client_state, exclude_frozen_parameters=frozen_excluded
     )
-    torch.save(rng_state(), os.path.join(directory, f"rng_rank{rank:05d}.pt"))
+    torch.save(rng_state(), os.path.join(directory, rng_file_name(rank)))
     if rank == 0:
         state = CheckpointState(
             position=position.to_dict(),
@@ -161,7 +161,7 @@ def restore_checkpoint(
         load_optimizer_states=True,
         load_lr_scheduler_states=True,
     )
-    rng_file = os.path.join(directory, f"rng_rank{rank:05d}.pt")
+    rng_file = os.path.join(directory, rng_file_name(rank))
     if os.path.exists(rng_file):
         set_rng_state(torch.load(rng_file, weights_only=False))
     else:
@@ -234,8 +234,8 @@ def latest_complete_checkpoint(storage: Storage, run_dir: str) -> str | None:
 
     Ray Train registers a reported checkpoint when its controller next polls the workers; a worker that
     dies right after `report()` can beat that poll, and the restarted group then gets no checkpoint from
-    `ray.train.get_checkpoint()`. Rank 0 marks each checkpoint complete once `report()` (a barrier across
-    ranks) returns, so the run dir itself always tells where to resume.
+    `ray.train.get_checkpoint()`. Rank 0 marks each checkpoint complete once every rank's `report()` has
+    returned (see `mark_complete`), so the run dir itself always tells where to resume.
     """
     train_dir = join(run_dir, "train")
     if not storage.exists(train_dir):
@@ -249,10 +249,27 @@ def latest_complete_checkpoint(storage: Storage, run_dir: str) -> str | None:
     return max(candidates, key=checkpoint_step) if candidates else None
 
 
-def mark_complete(storage: Storage, run_dir: str, step: int) -> None:
-    storage.write_text(
-        join(run_dir, "train", checkpoint_name(step), COMPLETE_MARKER), "all ranks wrote this checkpoint\n"
-    )
+def mark_complete(storage: Storage, run_dir: str, step: int, world_size: int) -> None:
+    """Write the checkpoint's complete marker, once every rank's files are in storage.
+
+    Call it after a barrier that follows every rank's `report()`: in Ray 2.60, `report()` synchronises
+    the ranks before they upload, not after, so one rank's `report()` can return while another's files
+    are still uploading, and a node lost then would leave a marked checkpoint that cannot be loaded.
+    Each rank writes its RNG file last (after DeepSpeed's state), so its presence is checked for all."""
+    directory = join(run_dir, "train", checkpoint_name(step))
+    missing = [name for name in rank_files(world_size) if not storage.exists(join(directory, name))]
+    if missing:
+        raise RuntimeError(f"{directory}: not marking it complete, these ranks' files are missing: {missing}")
+    storage.write_text(join(directory, COMPLETE_MARKER), "all ranks wrote this checkpoint\n")
+
+
+def rank_files(world_size: int) -> list[str]:
+    """The per-rank file every rank writes into a checkpoint (its RNG state)."""
+    return [rng_file_name(rank) for rank in range(world_size)]
+
+
+def rng_file_name(rank: int) -> str:
+    return f"rng_rank{rank:05d}.pt"
 
 
 FAULT_ENV = "TAIYI_FAULT_AT_STEP"

@@ -340,6 +340,7 @@ def _checkpoint(
         checkpoint=ray.train.Checkpoint.from_directory(directory),
         checkpoint_dir_name=checkpoint_name(position.global_step),
     )
-    if worker.rank == 0:  # report() is a barrier: every rank's files are in storage now
-        mark_complete(outputs.storage, outputs.run_dir, position.global_step)
+    dist.barrier()  # report() syncs the ranks before their uploads, not after: wait for every upload
+    if worker.rank == 0:
+        mark_complete(outputs.storage, outputs.run_dir, position.global_step, worker.world)
     discard(directory)

@@ -147,7 +147,7 @@ def _checkpoint_keys(bucket: str, prefix: str) -> list[str]:
 
     client = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1")
     response = client.list_objects_v2(Bucket=bucket, Prefix=prefix)
-    # A checkpoint is complete once rank 0 marks it (after report(), a barrier across ranks): killing a
+    # A checkpoint is complete once rank 0 marks it (after every rank's upload, see mark_complete): killing a
     # node before that could leave only partial files, which nothing may resume from.
     return [
         item["Key"]
