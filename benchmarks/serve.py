@@ -29,7 +29,8 @@ Both workloads also print {"metric": "serve_overhead_ms", ...}: p50 of one reque
 (the unbatched, resp. static, deployment, one request at a time) minus p50 of the same tokenise + decode
 with `ContinuousBatcher` in this process with the same thread count, interleaved (same load for both).
 With `--device cuda`: {"metric": "decode_step_ms", "batch_size": 1, "value", ...}: the median time of one
-decoding step of one running sequence, in-process, with `torch.cuda.synchronize` (the goal: <= 10 ms).
+decoding step of one running sequence, in-process, with `torch.cuda.synchronize` (the goal: <= 10 ms):
+twice, "cudnn_attention": true (SDPA's cuDNN backend on, as before) then false (as the engine decodes).
 
 `--engine-only` skips Ray and HTTP (for machines without Ray): `ContinuousBatcher` in this process alone.
 Fixed: {"mode": "in_process", "batch_size", "tokens_per_s", "batch_latency_ms"} at batch sizes 1, 8, 32 and
@@ -176,12 +177,18 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def decode_step_ms(args: argparse.Namespace, model_dir: Path, steps: int = 64) -> dict[str, Any]:
-    """Median time of one decoding step of a single running sequence (after its prefill), in-process."""
+def decode_step_ms(
+    args: argparse.Namespace, model_dir: Path, steps: int = 64, cudnn_attention: bool = False
+) -> dict[str, Any]:
+    """Median time of one decoding step of a single running sequence (after its prefill), in-process;
+    `cudnn_attention` turns SDPA's cuDNN backend back on (it is off in decoding processes) to compare."""
+    import torch
+
     from taiyi_ray.model.engine import ContinuousBatcher
     from taiyi_ray.model.generation import SamplingParams
 
     loaded = load_local(model_dir, args.device)
+    torch.backends.cuda.enable_cudnn_sdp(cudnn_attention)
     batcher = ContinuousBatcher.for_model(loaded, max_sequences=1)
     batcher.submit(prompt_ids(loaded), SamplingParams(max_new_tokens=steps + 8))
     timings = []
@@ -194,7 +201,7 @@ def decode_step_ms(args: argparse.Namespace, model_dir: Path, steps: int = 64) -
     counted = timings[4:]
     return {"metric": "decode_step_ms", "batch_size": 1, "value": round(1000 * statistics.median(counted), 3),
             "p90_ms": round(1000 * sorted(counted)[int(0.9 * len(counted))], 3), "steps": len(counted),
-            "goal_ms": 10, **_device_info(args)}  # fmt: skip
+            "goal_ms": 10, "cudnn_attention": cudnn_attention, **_device_info(args)}  # fmt: skip
 
 
 def engine_fixed(args: argparse.Namespace, model_dir: Path) -> None:
@@ -372,6 +379,7 @@ def run(args: argparse.Namespace, model_dir: Path) -> None:
     from taiyi_ray.runtime import init_ray
 
     if args.device == "cuda":  # before Serve holds the GPU: the step time of the engine alone
+        emit(decode_step_ms(args, model_dir, cudnn_attention=True))  # as before prefer_decoding_attention
         emit(decode_step_ms(args, model_dir))
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

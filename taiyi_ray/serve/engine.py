@@ -420,10 +420,6 @@ def _engine_process_main(connection: Connection, spec: EngineSpec) -> None:
     import torch
 
     torch.set_num_threads(spec.torch_threads)
-    if spec.device == "cuda":
-        # cuDNN's SDPA re-plans at every decoding step (a batch-1 step measured ~19 ms on an H200 with it);
-        # the engine's small per-step attention calls run on the flash / memory-efficient kernels instead
-        torch.backends.cuda.enable_cudnn_sdp(False)
     channel = _Channel(connection)
     try:
         registry = ModelRegistry(spec.source, spec.device)
