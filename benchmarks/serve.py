@@ -93,6 +93,11 @@ def parse_args() -> argparse.Namespace:
         "--requests-per-client", type=int, default=6, help="requests = max(48, this x concurrency)"
     )
     parser.add_argument("--engine-only", action="store_true", help="the decoder in-process only, no Ray/HTTP")
+    parser.add_argument(
+        "--batched-only",
+        action="store_true",
+        help="no unbatched baseline, no serve_overhead_ms (short GPU calls)",
+    )
     return parser.parse_args()
 
 
@@ -334,7 +339,7 @@ def compare(
             emit({"mode": setting.mode, "workload": args.workload, "concurrency": concurrency,
                   **results[(setting.mode, concurrency)], "max_batch_size": setting.batch_size,
                   **_run_info(args)})  # fmt: skip
-        if concurrency == levels_of(args)[0]:
+        if concurrency == levels_of(args)[0] and not args.batched_only:
             emit({**overhead(args, url, model_dir), **_device_info(args)})
     serve.delete("bench")
     return results
@@ -362,7 +367,10 @@ def serve_mixed(args: argparse.Namespace, model_dir: Path, url: str) -> None:
 
 
 def serve_fixed(args: argparse.Namespace, model_dir: Path, url: str) -> None:
-    results = compare(args, model_dir, url, [Setting("batched", args.batch_size), Setting("unbatched", 1)])
+    unbatched = [] if args.batched_only else [Setting("unbatched", 1)]
+    results = compare(args, model_dir, url, [Setting("batched", args.batch_size), *unbatched])
+    if args.batched_only:
+        return
     top = max(levels_of(args))
     batched, unbatched = results[("batched", top)], results[("unbatched", top)]
     emit({"metric": "batching_gain", "concurrency": top,

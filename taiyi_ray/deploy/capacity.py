@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from taiyi_ray.config.jobs import EvalJobConfig
+from taiyi_ray.deploy import Finding
 from taiyi_ray.deploy.entrypoints import Invocation
-from taiyi_ray.deploy.findings import Finding
 from taiyi_ray.deploy.manifests import as_int, quantity
 from taiyi_ray.deploy.pods import GPU
 

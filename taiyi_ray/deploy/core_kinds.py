@@ -7,7 +7,7 @@ import binascii
 import re
 from typing import Any
 
-from taiyi_ray.deploy.findings import Finding, resource_name
+from taiyi_ray.deploy import Finding, resource_name
 from taiyi_ray.deploy.manifests import KUBERAY_KINDS, RAY_API_VERSION
 
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")

@@ -17,7 +17,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from taiyi_ray.deploy.findings import Finding, resource_name
+from taiyi_ray.deploy import Finding, resource_name
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from taiyi_ray.deploy.findings import Finding, resource_name
+from taiyi_ray.deploy import Finding, resource_name
 from taiyi_ray.deploy.pods import is_credential_name
 
 AWS_KEY_ID = re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b")

@@ -12,8 +12,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from taiyi_ray.deploy import Finding
 from taiyi_ray.deploy.credentials import AWS_KEY_ID
-from taiyi_ray.deploy.findings import Finding
 from taiyi_ray.deploy.pins import pinned_version
 from taiyi_ray.deploy.pods import image_pinned, is_credential_name
 

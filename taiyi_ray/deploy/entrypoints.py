@@ -15,7 +15,7 @@ from typing import Any
 
 from taiyi_ray.config import JOB_CONFIGS, ConfigError, is_uri, load_job_config
 from taiyi_ray.config.jobs import JobConfig
-from taiyi_ray.deploy.findings import Finding, resource_name
+from taiyi_ray.deploy import Finding, resource_name
 from taiyi_ray.deploy.manifests import as_int
 
 PIPELINE = ("prepare_data", "stage1", "stage2", "export", "evaluate")

@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from taiyi_ray.deploy.findings import Finding, resource_name
+from taiyi_ray.deploy import Finding, resource_name
 from taiyi_ray.deploy.manifests import cluster_specs, containers, pod_templates
 
 

@@ -8,8 +8,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from taiyi_ray.deploy import Finding
 from taiyi_ray.deploy.credentials import check_credentials
-from taiyi_ray.deploy.findings import Finding
 from taiyi_ray.deploy.pins import pinned_version
 
 

@@ -12,8 +12,8 @@ import yaml
 from pydantic import ValidationError
 
 from taiyi_ray.config.serving import ServeConfig
+from taiyi_ray.deploy import Finding, resource_name
 from taiyi_ray.deploy.capacity import check_serving
-from taiyi_ray.deploy.findings import Finding, resource_name
 
 SIZING_ARGS = frozenset({"num_replicas", "num_cpus_per_replica", "num_gpus_per_replica", "autoscaling"})
 MODEL_SYNC = "model-sync"

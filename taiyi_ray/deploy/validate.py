@@ -13,12 +13,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from taiyi_ray.deploy import Finding, resource_name
 from taiyi_ray.deploy.capacity import check_training
 from taiyi_ray.deploy.core_kinds import check_core
 from taiyi_ray.deploy.crd import validate_resource
 from taiyi_ray.deploy.credentials import check_credentials
 from taiyi_ray.deploy.entrypoints import Invocation, check_pipeline, load_invocation
-from taiyi_ray.deploy.findings import Finding, resource_name
 from taiyi_ray.deploy.kuberay_rules import check_resource
 from taiyi_ray.deploy.manifests import render
 from taiyi_ray.deploy.pins import check_versions
