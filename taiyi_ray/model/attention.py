@@ -171,7 +171,8 @@ def engine_attention(
     taiyi_pass: PassPlan | None = None,
     **kwargs: object,
 ) -> tuple[torch.Tensor, None]:
-    """Per-sequence causal attention over each sequence's exact-length cache (see the module docstring).
+    """Causal attention of each sequence over its own cached keys (see the module docstring): the
+    decoding rows in one call when the plan has a `DecodeBatch`, every other segment in a call of its own.
 
     query [1, heads, rows, dim], key/value [1, kv_heads, rows, dim] -> output [1, rows, heads, dim]."""
     if taiyi_pass is None:
