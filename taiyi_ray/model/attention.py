@@ -1,11 +1,10 @@
 """How the engine's forward pass attends: each sequence's keys and values, and the attention function
 registered with transformers' `AttentionInterface` that the engine's passes run (see `engine.py`).
 
-Every sequence's keys and values live in a slot of a `SlotCache`:
-- `attention="exact"` (CPU): each sequence has a cache of its own (`own_slot`) and attends over its exact
-  length with its own kernel call, whatever else is in the pass: batch-invariant.
-- `attention="batched"` (CUDA): the running sequences share one cache, and the decoding rows of a pass
-  attend in one call over it with a length mask (`DecodeBatch`).
+- `SequenceCache` + per-sequence attention (`attention="exact"`, CPU): each sequence attends over its own
+  exact-length cache with its own kernel call, whatever else is in the pass: batch-invariant.
+- `SlotCache` + `DecodeBatch` (`attention="batched"`, CUDA): the decoding rows of a pass attend in one
+  call over one tensor per layer holding every sequence's keys and values, with a length mask.
 """
 
 from __future__ import annotations
@@ -20,6 +19,42 @@ from transformers import AttentionInterface
 from taiyi_ray.model.factory import unwrapped
 
 ENGINE_ATTENTION = "taiyi_engine"
+
+
+class SequenceCache:
+    """One sequence's keys and values per layer, [kv_heads, capacity, head_dim], grown by doubling."""
+
+    def __init__(self) -> None:
+        self._keys: dict[int, torch.Tensor] = {}
+        self._values: dict[int, torch.Tensor] = {}
+        self._lengths: dict[int, int] = {}
+
+    @property
+    def length(self) -> int:
+        """Tokens cached so far (the position of the next token)."""
+        return self._lengths.get(0, 0)
+
+    def append(
+        self, layer: int, keys: torch.Tensor, values: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store `keys`/`values` ([kv_heads, tokens, head_dim]) of `layer`; all of the layer's so far."""
+        length = self._lengths.get(layer, 0)
+        new = keys.shape[1]
+        if layer not in self._keys or length + new > self._keys[layer].shape[1]:
+            self._grow(layer, keys, values, length + new)
+        self._keys[layer][:, length : length + new] = keys
+        self._values[layer][:, length : length + new] = values
+        self._lengths[layer] = length + new
+        return self._keys[layer][:, : length + new], self._values[layer][:, : length + new]
+
+    def _grow(self, layer: int, keys: torch.Tensor, values: torch.Tensor, needed: int) -> None:
+        capacity = max(16, needed * 2)
+        length = self._lengths.get(layer, 0)
+        for store, like in ((self._keys, keys), (self._values, values)):
+            grown = like.new_empty((like.shape[0], capacity, like.shape[2]))
+            if layer in store:
+                grown[:, :length] = store[layer][:, :length]
+            store[layer] = grown
 
 
 class SlotCache:
@@ -52,11 +87,6 @@ class SlotCache:
         return self.keys[layer], self.values[layer]
 
 
-def own_slot() -> SlotSequence:
-    """A cache for one sequence alone (the exact path); no memory until its first keys arrive."""
-    return SlotCache(1).take()
-
-
 @dataclass(eq=False)
 class SlotSequence:
     """One sequence's slot in a `SlotCache`; `length` (cached tokens) advances after each pass."""
@@ -68,8 +98,7 @@ class SlotSequence:
     def append(
         self, layer: int, keys: torch.Tensor, values: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store `keys`/`values` ([kv_heads, tokens, head_dim]) of `layer` at `length`; all of the
-        sequence's so far in that layer."""
+        """As `SequenceCache.append` (a prefill: its own rows go in at `length`)."""
         end = self.length + keys.shape[1]
         key_store, value_store = self.store.reserve(layer, keys, end)
         key_store[self.slot, :, self.length : end] = keys
@@ -120,7 +149,7 @@ class Segment:
 
     start: int
     length: int
-    cache: SlotSequence | None
+    cache: SequenceCache | SlotSequence | None
 
 
 @dataclass(frozen=True)

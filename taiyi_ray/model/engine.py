@@ -8,7 +8,7 @@ prompts being prefilled and the last token of every running sequence, all laid e
 (no padding), and chooses each sequence's next token with its own `SamplingParams`.
 
 Batch invariance (CPU fp32): a sequence's tokens do not depend on what else is in the batch.
-- Attention is computed per sequence over its own exact-length KV cache (`model/attention.py`, registered
+- Attention is computed per sequence over its own exact-length KV cache (`engine_attention`, registered
   with transformers' `AttentionInterface`): no padding, no mask, the same kernel call whether the
   sequence runs alone or among 31 others.
 - Every other layer is row-wise (embeddings, norms, rotary, MLP, LM head), but MKL's fp32 matrix multiply
@@ -24,7 +24,7 @@ Greedy rows are therefore identical alone and in any batch, and a seeded samplin
 On CUDA the decoding rows attend in ONE call instead (`attention="batched"`, `SlotCache`): every sequence's
 keys and values sit in one tensor per layer, and a step gathers them with a length mask. Measured on an
 H200 (Qwen2.5-0.5B shape, bf16), the per-sequence loop cost ~1.3 ms per sequence per step in launches
-(one sequence 15.5-18.7 ms, 25 sequences 50 ms); batched, 0.03-0.4 ms (one sequence 31-41 ms, 30 sequences
+(one sequence 15.5-18.7 ms, 25 sequences 50 ms); batched, ~0.2 ms (one sequence 31-41 ms, 30 sequences
 42 ms, in a later call whose cuDNN-on step also took 1.5-2x longer). The rest of a step is the eager
 forward's host time. Batched attention is not batch-invariant; the GPU path does not promise it.
 
@@ -50,11 +50,11 @@ from taiyi_ray.model.attention import (
     DecodeBatch,
     PassPlan,
     Segment,
+    SequenceCache,
     SlotCache,
     SlotSequence,
     engine_attention_on,
     no_masks,
-    own_slot,
 )
 from taiyi_ray.model.factory import LoadedModel
 from taiyi_ray.model.generation import (
@@ -86,7 +86,7 @@ class EngineSequence:
     listener: RowListener | None
     text: IncrementalText
     generator: torch.Generator
-    cache: SlotSequence = field(default_factory=own_slot)  # a slot of the batcher's cache once batched
+    cache: SequenceCache | SlotSequence = field(default_factory=SequenceCache)
     token_ids: list[int] = field(default_factory=list)
     logprobs: list[TokenLogprob] = field(default_factory=list)
     finish_reason: str | None = None
@@ -218,8 +218,9 @@ class ContinuousBatcher:
 
     def _free_caches(self, sequences: list[EngineSequence]) -> None:
         for sequence in sequences:
-            sequence.cache.store.give_back(sequence.cache)
-            sequence.cache = own_slot()  # the keys and values are no longer needed
+            if isinstance(sequence.cache, SlotSequence):
+                sequence.cache.store.give_back(sequence.cache)
+            sequence.cache = SequenceCache()  # the keys and values are no longer needed
 
     def abandon(self) -> list[EngineSequence]:
         """Remove every waiting and running sequence (after a failed step) and return them unfinished."""
@@ -301,13 +302,13 @@ class ContinuousBatcher:
                 taiyi_pass=PassPlan(tuple(segments), self._decode_batch(decoding, device)),
             )
         for sequence, added in [(s, 1) for s in decoding] + [(s, len(s.prompt_ids)) for s in admitted]:
-            sequence.cache.length += added
+            if isinstance(sequence.cache, SlotSequence):
+                sequence.cache.length += added
         return output.logits[0, : len(last_rows)].float()
 
     def _decode_batch(self, decoding: list[EngineSequence], device: torch.device) -> DecodeBatch | None:
-        if self._slots is None or not decoding:
-            return None
-        return DecodeBatch.of([sequence.cache for sequence in decoding], device)
+        caches = [sequence.cache for sequence in decoding if isinstance(sequence.cache, SlotSequence)]
+        return DecodeBatch.of(caches, device) if self._slots is not None and caches else None
 
     def _advance(self, sequence: EngineSequence, logits: torch.Tensor, argmax: int) -> None:
         """Choose (`argmax` of `logits`, for a plain greedy row), record and stream `sequence`'s next token;
