@@ -111,41 +111,71 @@ def chat_body(max_tokens: int) -> dict[str, Any]:
     return {"messages": [{"role": "user", "content": PROMPT}], "max_tokens": max_tokens, "temperature": 0}
 
 
-async def http_closed_loop(url: str, sizes: Sequence[int], concurrency: int, requests: int) -> LevelTimings:
-    """`concurrency` clients, each sending its next request when the previous one is answered. aiohttp,
-    not httpx: the load generator shares the machine with the server, and at concurrency 32 it spent
-    0.6-0.9 ms of CPU per request here against 1.6 ms with httpx (vLLM's serving benchmark uses it too)."""
+def _session(url: str, concurrency: int):
     import aiohttp
 
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    return aiohttp.ClientSession(url, connector=connector, timeout=aiohttp.ClientTimeout(total=600))
+
+
+async def _health_steps(client, prefix: str) -> int:
+    async with client.get(f"{prefix}/healthz") as response:
+        return int((await response.json())["steps"])
+
+
+async def _chat(client, prefix: str, max_tokens: int, timings: LevelTimings) -> float:
+    """One greedy chat request to the application at `prefix`, recorded in `timings`; its latency (s)."""
+    started = time.perf_counter()
+    async with client.post(f"{prefix}/v1/chat/completions", json=chat_body(max_tokens)) as response:
+        response.raise_for_status()
+        answer = await response.json()
+    seconds = time.perf_counter() - started
+    timings.record(max_tokens, seconds, answer["usage"]["completion_tokens"])
+    return seconds
+
+
+async def http_closed_loop(
+    url: str, prefix: str, sizes: Sequence[int], concurrency: int, requests: int
+) -> LevelTimings:
+    """`concurrency` clients of the application at `prefix`, each sending its next request when the
+    previous one is answered. aiohttp, not httpx: the load generator shares the machine with the server,
+    and at concurrency 32 it spent 0.6-0.9 ms of CPU per request here against 1.6 ms with httpx (vLLM's
+    serving benchmark uses it too)."""
     timings = LevelTimings(concurrency)
     queue = iter(range(requests))
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    timeout = aiohttp.ClientTimeout(total=600)
-    async with aiohttp.ClientSession(url, connector=connector, timeout=timeout) as client:
-
-        async def health_steps() -> int:
-            async with client.get("/healthz") as response:
-                return int((await response.json())["steps"])
-
-        steps_before, cpu_before = await health_steps(), process_cpu_s()
+    async with _session(url, concurrency) as client:
+        steps_before, cpu_before = await _health_steps(client, prefix), process_cpu_s()
 
         async def worker() -> None:
             for index in queue:
-                max_tokens = sizes[index % len(sizes)]
-                started = time.perf_counter()
-                async with client.post("/v1/chat/completions", json=chat_body(max_tokens)) as response:
-                    response.raise_for_status()
-                    answer = await response.json()
-                seconds = time.perf_counter() - started
-                timings.record(max_tokens, seconds, answer["usage"]["completion_tokens"])
+                await _chat(client, prefix, sizes[index % len(sizes)], timings)
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         timings.elapsed_s = time.perf_counter() - started
-        timings.engine_steps = await health_steps() - steps_before
+        timings.engine_steps = await _health_steps(client, prefix) - steps_before
         cpu_after = process_cpu_s()
         timings.cpu_s = {role: cpu_after[role] - cpu_before.get(role, 0.0) for role in cpu_after}
     return timings
+
+
+async def http_paired_loop(
+    url: str, prefixes: Sequence[str], sizes: Sequence[int], requests: int
+) -> list[LevelTimings]:
+    """Concurrency 1 against several applications side by side, request by request: request i goes to
+    each of them in turn (in reverse order every other time), so that a drift in the machine's speed
+    reaches all of them alike. Each one's elapsed time is the sum of its latencies (one request in flight
+    at a time); no per-process CPU figures (the applications' processes share their roles)."""
+    every = [LevelTimings(1) for _ in prefixes]
+    async with _session(url, 1) as client:
+        steps_before = [await _health_steps(client, prefix) for prefix in prefixes]
+        for index in range(requests):
+            order = list(zip(prefixes, every, strict=True))
+            for prefix, timings in order if index % 2 == 0 else reversed(order):
+                timings.elapsed_s += await _chat(client, prefix, sizes[index % len(sizes)], timings)
+        for prefix, timings, before in zip(prefixes, every, steps_before, strict=True):
+            timings.engine_steps = await _health_steps(client, prefix) - before
+    return every
 
 
 def engine_closed_loop(

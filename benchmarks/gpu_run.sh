@@ -27,7 +27,8 @@
 # tokens at concurrency 32 alone (goal: >= 55 requests/s, 10x the 5.5 measured with the former engine;
 # --batched-only: the unbatched baseline at 32 alone takes over a minute there), then the mixed workload
 # at 1 and 32 with what time is left. Lines go to $OUT/gpu_serve.jsonl as they come. Measured on an
-# H200: each serve.py run spends ~60-90 s building the random model, loading it and starting Serve.
+# H200: each serve.py run spends ~60-90 s building the random model, loading it and starting Serve,
+# so its levels are short (6 requests per client, not serve.py's default 40).
 # GPU_RUN_LIMIT_S (default 470) bounds the whole call, wheel install included.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -80,12 +81,12 @@ if [[ "${1:-}" == "--serve" ]]; then
   gunzip -c .anchor/tokenizer/tokenizer.json.gz > $tokenizer/tokenizer.json || exit 1
   left=$((limit_s - (SECONDS - started)))
   timeout -k 10 $((left / 2)) python3 benchmarks/serve.py --shape qwen2.5-0.5b --device cuda \
-    --tokenizer $tokenizer --max-tokens 32 --concurrency 32 --batched-only 2> "$OUT/logs/serve_fixed.log" \
+    --tokenizer $tokenizer --max-tokens 32 --concurrency 32 --batched-only --requests-per-client 6 2> "$OUT/logs/serve_fixed.log" \
     | tee "$OUT/gpu_serve.jsonl"
   tail -40 "$OUT/logs/serve_fixed.log"
   left=$((limit_s - (SECONDS - started)))
   timeout -k 10 $((left - 5)) python3 benchmarks/serve.py --shape qwen2.5-0.5b --device cuda \
-    --tokenizer $tokenizer --workload mixed --concurrency 1,32 2> "$OUT/logs/serve_mixed.log" \
+    --tokenizer $tokenizer --workload mixed --concurrency 1,32 --requests-per-client 6 2> "$OUT/logs/serve_mixed.log" \
     | tee -a "$OUT/gpu_serve.jsonl"
   tail -20 "$OUT/logs/serve_mixed.log"
   exit 0

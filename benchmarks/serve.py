@@ -6,9 +6,15 @@
 
 Every run uses one Serve instance on 127.0.0.1 (a local Ray started here) and compares two engine settings
 (one replica, `num_cpus_per_replica` 1) closed-loop at concurrency 1, 8 and 32 (`--concurrency`): each
-client sends its next greedy chat request when the previous one is answered, max(48, 6 x concurrency)
-requests per level (rounded up to a multiple of the number of sizes). Level by level, each setting is
-deployed in turn and warmed up, so that both settings of a level see the same load on the machine. A
+client sends its next greedy chat request when the previous one is answered, max(48, 40 x concurrency)
+requests per level (rounded up to a multiple of the number of sizes). Why 40 per client: the clients start
+together, so continuous batching runs in lockstep until the lengths spread out, and the last requests drain
+a shrinking batch. Those ends weigh on a short level: in-process at concurrency 32 (mixed workload), static
+needs 1.85x continuous's decoding steps with 6 requests per client, 2.06x with 12, 2.17x with 24 and 2.27x
+with 40 (the steady state is 64/28 = 2.29x). Level by level, each setting is
+deployed in turn and warmed up, so that both settings of a level see the same load on the machine; at
+concurrency 1, where both do the same work one sequence at a time, they are deployed side by side and
+take the requests in turn (a drift in the machine's speed moved their ratio by up to 20% in sequence). A
 random model never emits its end token, so every request decodes exactly its `max_tokens`. Every line
 also says how many decoding steps the replica ran ("engine_steps", from /healthz), the mean running batch
 ("rows_per_step") and the wall time per step ("ms_per_step").
@@ -59,9 +65,11 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks._serve_load import (
     PROMPT,
+    LevelTimings,
     chat_body,
     engine_closed_loop,
     http_closed_loop,
+    http_paired_loop,
     summarise,
 )
 from taiyi_ray.runtime import prepare_process_env
@@ -90,7 +98,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--mixed-tokens", default="4,16,64", help="mixed workload: max_tokens in turn")
     parser.add_argument("--concurrency", default="1,8,32")
     parser.add_argument(
-        "--requests-per-client", type=int, default=6, help="requests = max(48, this x concurrency)"
+        "--requests-per-client", type=int, default=40, help="requests = max(48, this x concurrency)"
     )
     parser.add_argument("--engine-only", action="store_true", help="the decoder in-process only, no Ray/HTTP")
     parser.add_argument(
@@ -296,21 +304,6 @@ def overhead(args: argparse.Namespace, url: str, model_dir: Path, pairs: int = 4
             "p50_in_process_ms": round(p50_local, 2)}  # fmt: skip
 
 
-def deploy(args: argparse.Namespace, model_dir: Path, batch_size: int, scheduling: Scheduling) -> None:
-    """(Re)deploy the application as "bench" on route "/" with one 1-CPU replica of these settings."""
-    from ray import serve
-
-    from taiyi_ray.config.serving import ServeConfig
-    from taiyi_ray.serve.app import build_application
-
-    config = ServeConfig(
-        model=str(model_dir), max_batch_size=batch_size, scheduling=scheduling,
-        max_ongoing_requests=max(32, batch_size), max_queued_requests=1024, num_cpus_per_replica=1,
-        num_gpus_per_replica=1 if args.device == "cuda" else 0, max_tokens_limit=max(1024, *sizes_of(args)),
-    )  # fmt: skip
-    serve.run(build_application(config), name="bench", route_prefix="/")
-
-
 @dataclass(frozen=True)
 class Setting:
     """One deployment to compare: its line's "mode" and the engine settings that differ."""
@@ -319,30 +312,76 @@ class Setting:
     batch_size: int
     scheduling: Scheduling = "continuous"
 
+    @property
+    def prefix(self) -> str:
+        return f"/{self.mode}"
+
+
+def deploy(args: argparse.Namespace, model_dir: Path, setting: Setting) -> None:
+    """(Re)deploy `setting` as application "bench-<mode>" on route "/<mode>": one 1-CPU replica."""
+    from ray import serve
+
+    from taiyi_ray.config.serving import ServeConfig
+    from taiyi_ray.serve.app import build_application
+
+    config = ServeConfig(
+        model=str(model_dir), max_batch_size=setting.batch_size, scheduling=setting.scheduling,
+        max_ongoing_requests=max(32, setting.batch_size), max_queued_requests=1024, num_cpus_per_replica=1,
+        num_gpus_per_replica=1 if args.device == "cuda" else 0, max_tokens_limit=max(1024, *sizes_of(args)),
+    )  # fmt: skip
+    serve.run(build_application(config), name=f"bench-{setting.mode}", route_prefix=setting.prefix)
+
 
 def compare(
     args: argparse.Namespace, model_dir: Path, url: str, settings: list[Setting]
 ) -> dict[tuple[str, int], Any]:
-    """Each concurrency level on each setting in turn, redeploying (and warming up) between them, so that
-    the settings compared at one level see the same load on the machine. One line per setting and level;
-    the serve_overhead_ms line after the first level of the last setting (one at a time on it)."""
+    """Each concurrency level on each setting, so that the settings compared at one level see the same
+    load on the machine: at concurrency 1 side by side, request by request (`http_paired_loop`: there
+    every setting does the same work, one sequence at a time, so only the machine's drift could tell
+    them apart); above it in turn, each deployed alone and warmed up. One line per setting and level;
+    the serve_overhead_ms line after the first level (one request at a time on the last setting)."""
+    sizes = sizes_of(args)
+    results: dict[tuple[str, int], Any] = {}
+    for concurrency in levels_of(args):
+        if concurrency == 1:
+            for setting in settings:
+                deploy(args, model_dir, setting)
+                asyncio.run(http_closed_loop(url, setting.prefix, sizes, 4, 4 * len(sizes)))  # warm-up
+            prefixes = [setting.prefix for setting in settings]
+            level = asyncio.run(http_paired_loop(url, prefixes, sizes, requests_at(args, concurrency)))
+            for setting, timings in zip(settings, level, strict=True):
+                _record(args, results, setting, timings)
+        else:
+            for setting in settings:
+                _delete_others(settings, keep=setting)
+                deploy(args, model_dir, setting)
+                asyncio.run(http_closed_loop(url, setting.prefix, sizes, 4, 4 * len(sizes)))  # warm-up
+                requests = requests_at(args, concurrency)
+                _record(args, results, setting, asyncio.run(
+                    http_closed_loop(url, setting.prefix, sizes, concurrency, requests)
+                ))  # fmt: skip
+        if concurrency == levels_of(args)[0] and not args.batched_only:
+            emit({**overhead(args, url + settings[-1].prefix, model_dir), **_device_info(args)})
+    _delete_others(settings, keep=None)
+    return results
+
+
+def _record(
+    args: argparse.Namespace, results: dict[tuple[str, int], Any], setting: Setting, timings: LevelTimings
+) -> None:
+    results[(setting.mode, timings.concurrency)] = summarise(timings)
+    emit({"mode": setting.mode, "workload": args.workload, "concurrency": timings.concurrency,
+          **results[(setting.mode, timings.concurrency)], "max_batch_size": setting.batch_size,
+          **_run_info(args)})  # fmt: skip
+
+
+def _delete_others(settings: list[Setting], keep: Setting | None) -> None:
+    """Delete every setting's application but `keep`'s (deleting one that is not running is a no-op)."""
     from ray import serve
 
-    sizes = sizes_of(args)
-    results = {}
-    for concurrency in levels_of(args):
-        for setting in settings:
-            deploy(args, model_dir, setting.batch_size, setting.scheduling)
-            asyncio.run(http_closed_loop(url, sizes, 4, 4 * len(sizes)))  # warm-up
-            timings = asyncio.run(http_closed_loop(url, sizes, concurrency, requests_at(args, concurrency)))
-            results[(setting.mode, concurrency)] = summarise(timings)
-            emit({"mode": setting.mode, "workload": args.workload, "concurrency": concurrency,
-                  **results[(setting.mode, concurrency)], "max_batch_size": setting.batch_size,
-                  **_run_info(args)})  # fmt: skip
-        if concurrency == levels_of(args)[0] and not args.batched_only:
-            emit({**overhead(args, url, model_dir), **_device_info(args)})
-    serve.delete("bench")
-    return results
+    for setting in settings:
+        if setting != keep:
+            serve.delete(f"bench-{setting.mode}")
 
 
 def continuous_gain(
