@@ -24,8 +24,8 @@ Greedy rows are therefore identical alone and in any batch, and a seeded samplin
 On CUDA the decoding rows attend in ONE call instead (`attention="batched"`, `SlotCache`): every sequence's
 keys and values sit in one tensor per layer, and a step gathers them with a length mask. Measured on an
 H200 (Qwen2.5-0.5B shape, bf16), the per-sequence loop cost ~1.3 ms per sequence per step in launches
-(one sequence 15.5-18.7 ms, 25 sequences 50 ms); batched, ~0.2 ms (one sequence 31-41 ms, 30 sequences
-42 ms, in a later call whose cuDNN-on step also took 1.5-2x longer). The rest of a step is the eager
+(one sequence 15.5-18.7 ms, 25 sequences 50 ms); batched, 0.03-0.4 ms (one sequence 31-41 ms, 30
+sequences 42 ms, in a later call whose cuDNN-on step also took 1.5-2x longer). The rest of a step is the eager
 forward's host time. Batched attention is not batch-invariant; the GPU path does not promise it.
 
 `scheduling="static"` is static batching as `model.generate` and the former `@serve.batch` engine did it:
