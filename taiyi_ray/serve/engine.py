@@ -39,9 +39,20 @@ from typing import Any
 from taiyi_ray.config.serving import ServeConfig
 from taiyi_ray.model.engine import ContinuousBatcher
 from taiyi_ray.model.generation import Completion, SamplingParams, TokenLogprob, prompt_logprobs
+from taiyi_ray.serve.errors import APIError
 from taiyi_ray.serve.models import ModelRegistry, ModelSource
 
 log = logging.getLogger(__name__)
+
+
+class EngineUnavailable(APIError, RuntimeError):
+    """The replica's engine is gone: it cannot decode until Serve replaces the replica (its health check
+    fails meanwhile). Answered 503 with Retry-After, as an overload is: a client's retry reaches a healthy
+    replica, where a 500 would say the request itself failed."""
+
+    def __init__(self, reason: str) -> None:
+        message = f"this replica cannot decode ({reason}); retry"
+        super().__init__(503, message, code="engine_unavailable", headers={"Retry-After": "1"})
 
 
 @dataclass(frozen=True)
@@ -194,7 +205,7 @@ class Engine(EventSource):
 
     def check_health(self) -> None:
         if not self._thread.is_alive():
-            raise RuntimeError("the decoding thread has stopped")
+            raise EngineUnavailable("the decoding thread has stopped")
 
     def _decode_forever(self) -> None:
         while True:
@@ -333,7 +344,7 @@ class EngineProcess(EventSource):
     def check_health(self) -> None:
         """Raises once the engine process is gone (Serve then replaces the replica)."""
         if self._failure is not None:
-            raise RuntimeError(self._failure)
+            raise EngineUnavailable(self._failure)
 
     def _receive_forever(self) -> None:
         while True:
@@ -358,10 +369,10 @@ class EngineProcess(EventSource):
             log.error("%s; failing %d requests in flight", reason, len(self._pending))
         self._failure = reason
         for listener in list(self._pending.values()):
-            listener.deliver("error", RuntimeError(reason))
+            listener.deliver("error", EngineUnavailable(reason))
         self._pending.clear()
         for loop, answer in self._queries.values():
-            loop.call_soon_threadsafe(answer.set_exception, RuntimeError(reason))
+            loop.call_soon_threadsafe(answer.set_exception, EngineUnavailable(reason))
 
     def close(self) -> None:
         """Ends the engine process: asks it to stop (a pipe closed while this process's receiver thread

@@ -129,6 +129,9 @@ class Service:
         stream: bool = False,
         prompt_logprobs_top: int | None = None,
     ) -> GenerationRequest:
+        """What to decode; raises `EngineUnavailable` (503) if the engine is gone, before a stream has
+        sent its headers."""
+        self.engine.check_health()
         return GenerationRequest(
             model_id, prompt_ids, params, stream=stream, prompt_logprobs_top=prompt_logprobs_top
         )

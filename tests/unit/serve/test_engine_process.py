@@ -7,15 +7,24 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from taiyi_ray.config.serving import ServeConfig
 from taiyi_ray.data.schema import Message
 from taiyi_ray.model.generation import SamplingParams
-from taiyi_ray.serve.engine import Engine, EngineProcess, EngineSpec, GenerationRequest
+from taiyi_ray.serve.engine import (
+    Engine,
+    EngineProcess,
+    EngineSpec,
+    EngineUnavailable,
+    Finished,
+    GenerationRequest,
+)
 from taiyi_ray.serve.models import ModelRegistry, ModelSource
 
 QUESTIONS = ["What is aspirin used for?", "x", "患者出现发热咳嗽，诊断为肺炎。", "dose of the trial"]
@@ -51,15 +60,27 @@ async def complete_all(engine, batch: list[GenerationRequest]):
 def test_the_process_decodes_exactly_as_the_thread(
     engine_process: EngineProcess, registry: ModelRegistry, tiny_model_dir: Path
 ) -> None:
-    """Same tokens, bitwise the same logprobs, greedy and seeded, and the echo prompt's logprobs."""
+    """Same tokens, bitwise the same logprobs, greedy and seeded, and the echo prompt's logprobs.
+
+    Both with one torch thread, as the engine process has (`spec_for`): log-softmax over the vocabulary
+    sums in a different order on two threads (1 ulp apart on an AMD EPYC here; the tokens were equal)."""
     in_thread = Engine(registry, ServeConfig(model=str(tiny_model_dir)))
-    for batch in (requests(registry), requests(registry, temperature=0.9, seed=7)):
-        batch = [*batch, GenerationRequest(**{**vars(batch[0]), "prompt_logprobs_top": 1})]
-        here = asyncio.run(complete_all(in_thread, batch))
-        there = asyncio.run(complete_all(engine_process, batch))
-        assert [f.completion for f in there] == [f.completion for f in here]
-        assert there[-1].prompt_logprobs == here[-1].prompt_logprobs is not None
-        assert len({tuple(f.completion.token_ids) for f in there}) > 1  # the prompts decode differently
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for batch in (requests(registry), requests(registry, temperature=0.9, seed=7)):
+            batch = [*batch, GenerationRequest(**{**vars(batch[0]), "prompt_logprobs_top": 1})]
+            here = asyncio.run(complete_all(in_thread, batch))
+            there = asyncio.run(complete_all(engine_process, batch))
+            _assert_same(here, there)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _assert_same(here: list[Finished], there: list[Finished]) -> None:
+    assert [f.completion for f in there] == [f.completion for f in here]
+    assert there[-1].prompt_logprobs == here[-1].prompt_logprobs is not None
+    assert len({tuple(f.completion.token_ids) for f in there}) > 1  # the prompts decode differently
 
 
 def test_streamed_deltas_join_to_the_text(engine_process: EngineProcess, registry: ModelRegistry) -> None:
@@ -138,8 +159,48 @@ def test_a_dead_engine_process_fails_requests_and_health(
         os.kill(pid, signal.SIGKILL)
         await asyncio.wait_for(task, timeout=30)
 
-    with pytest.raises(RuntimeError, match="engine process exited"):
+    with pytest.raises(EngineUnavailable, match="engine process exited") as in_flight:
         asyncio.run(kill_midway())
-    with pytest.raises(RuntimeError, match="engine process exited"):
+    with pytest.raises(EngineUnavailable, match="engine process exited") as afterwards:
         engine.check_health()
+    for refusal in (in_flight.value, afterwards.value):  # a retry reaches a healthy replica: 503, not 500
+        assert (refusal.status_code, refusal.code, refusal.headers) == (
+            503, "engine_unavailable", {"Retry-After": "1"},
+        )  # fmt: skip
     engine.close()
+
+
+def test_a_dead_engine_answers_json_503_before_any_stream(
+    tiny_model_dir: Path, registry: ModelRegistry
+) -> None:
+    """Through the replica's HTTP API: a request that reaches a replica whose engine process is gone gets
+    an OpenAI error object, 503 + Retry-After (retry elsewhere), also when it asked for a stream."""
+    from fastapi.testclient import TestClient
+
+    from taiyi_ray.serve.api import create_api
+    from taiyi_ray.serve.service import Service
+
+    engine = EngineProcess(spec_for(tiny_model_dir))
+    assert engine.pid is not None
+    os.kill(engine.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not _is_down(engine):
+        time.sleep(0.1)
+    service = Service(ServeConfig(model=str(tiny_model_dir)), registry, engine)
+    with TestClient(create_api(service, None), raise_server_exceptions=False) as client:
+        for stream in (False, True):
+            body = {"messages": [{"role": "user", "content": "x"}], "max_tokens": 4, "stream": stream}
+            response = client.post("/v1/chat/completions", json=body)
+            assert response.status_code == 503, response.text
+            assert response.headers["retry-after"] == "1"
+            assert response.json()["error"]["code"] == "engine_unavailable"
+            assert "engine process exited" in response.json()["error"]["message"]
+    engine.close()
+
+
+def _is_down(engine: EngineProcess) -> bool:
+    try:
+        engine.check_health()
+    except EngineUnavailable:
+        return True
+    return False
