@@ -131,6 +131,10 @@ def setup_worker(spec: TrainSpec) -> Worker:
         config=ds_config,
         dist_init_required=False,
     )
+    # from_pretrained leaves the model in eval mode, and DeepSpeed does not change it: without this,
+    # LoRA dropout stayed off until the first validation turned train mode on, and bitsandbytes'
+    # Linear4bit took its inference-only CPU path during training steps (a crash on AVX512-BF16 CPUs).
+    engine.train()
     if stage.torch_compile:
         engine.compile()  # inductor on GPU and CPU; the stream pads to a fixed width (static shapes)
     return Worker(
