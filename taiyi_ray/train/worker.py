@@ -98,9 +98,25 @@ def _checkpoint_to_load(
     return directory, to_universal(directory, os.path.join(scratch, "universal"))
 
 
-def setup_worker(spec: TrainSpec) -> Worker:
+def start_deepspeed(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, ds_config: dict[str, Any]
+) -> Any:
+    """DeepSpeed's engine over `model`, in train mode (torch.distributed already initialised).
+
+    from_pretrained leaves a model in eval mode, and `deepspeed.initialize` does not change it: without
+    the `train()`, LoRA dropout stayed off until the first validation turned train mode on, and
+    bitsandbytes' Linear4bit took its inference-only CPU path during training steps (a crash on
+    AVX512-BF16 CPUs)."""
     import deepspeed
 
+    engine, _, _, _ = deepspeed.initialize(
+        model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config, dist_init_required=False
+    )
+    engine.train()
+    return engine
+
+
+def setup_worker(spec: TrainSpec) -> Worker:
     stage = spec.stage
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
@@ -124,17 +140,7 @@ def setup_worker(spec: TrainSpec) -> Worker:
     checkpoint_dir, universal_dir = _checkpoint_to_load(storage, spec, rank, world, scratch)
     ds_config = build_deepspeed_config(stage, world, on_gpu)
     ds_config["checkpoint"]["load_universal"] = universal_dir is not None
-    engine, _, _, _ = deepspeed.initialize(
-        model=built.model,
-        optimizer=optimizer,
-        lr_scheduler=scheduler,
-        config=ds_config,
-        dist_init_required=False,
-    )
-    # from_pretrained leaves the model in eval mode, and DeepSpeed does not change it: without this,
-    # LoRA dropout stayed off until the first validation turned train mode on, and bitsandbytes'
-    # Linear4bit took its inference-only CPU path during training steps (a crash on AVX512-BF16 CPUs).
-    engine.train()
+    engine = start_deepspeed(built.model, optimizer, scheduler, ds_config)
     if stage.torch_compile:
         engine.compile()  # inductor on GPU and CPU; the stream pads to a fixed width (static shapes)
     return Worker(
