@@ -6,8 +6,6 @@ in `taiyi_ray.serve.app`. The OpenAPI schema is at `/openapi.json`.
 
 from __future__ import annotations
 
-import math
-
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
@@ -18,7 +16,7 @@ from taiyi_ray.data import instruct
 from taiyi_ray.model.generation import SamplingParams
 from taiyi_ray.serve import openai_api, schemas, tasks
 from taiyi_ray.serve.auth import API_KEY_ENV, install_auth
-from taiyi_ray.serve.errors import APIError, error_response, install_error_handlers
+from taiyi_ray.serve.errors import APIError, error_response, install_error_handlers, retry_after
 from taiyi_ray.serve.service import Service
 
 
@@ -47,17 +45,16 @@ class Admission:
 
     def __init__(self, app: ASGIApp, limit: int, retry_after_s: float) -> None:
         self.app, self.limit, self.active = app, limit, 0
-        self.retry_after = str(math.ceil(retry_after_s))
+        self.headers = retry_after(retry_after_s)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
         if self.active >= self.limit:
-            message = (
-                f"the replica is busy ({self.limit} requests in progress); retry after {self.retry_after} s"
-            )
-            refusal = APIError(503, message, code="overloaded", headers={"Retry-After": self.retry_after})
+            wait = self.headers["Retry-After"]
+            message = f"the replica is busy ({self.limit} requests in progress); retry after {wait} s"
+            refusal = APIError(503, message, code="overloaded", headers=self.headers)
             await error_response(refusal)(scope, receive, send)
             return
         self.active += 1

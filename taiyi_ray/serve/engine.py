@@ -39,7 +39,7 @@ from typing import Any
 from taiyi_ray.config.serving import ServeConfig
 from taiyi_ray.model.engine import ContinuousBatcher
 from taiyi_ray.model.generation import Completion, SamplingParams, TokenLogprob, prompt_logprobs
-from taiyi_ray.serve.errors import APIError
+from taiyi_ray.serve.errors import APIError, retry_after
 from taiyi_ray.serve.models import ModelRegistry, ModelSource
 
 log = logging.getLogger(__name__)
@@ -50,9 +50,9 @@ class EngineUnavailable(APIError, RuntimeError):
     fails meanwhile). Answered 503 with Retry-After, as an overload is: a client's retry reaches a healthy
     replica, where a 500 would say the request itself failed."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, retry_after_s: float) -> None:
         message = f"this replica cannot decode ({reason}); retry"
-        super().__init__(503, message, code="engine_unavailable", headers={"Retry-After": "1"})
+        super().__init__(503, message, code="engine_unavailable", headers=retry_after(retry_after_s))
 
 
 @dataclass(frozen=True)
@@ -205,7 +205,7 @@ class Engine(EventSource):
 
     def check_health(self) -> None:
         if not self._thread.is_alive():
-            raise EngineUnavailable("the decoding thread has stopped")
+            raise EngineUnavailable("the decoding thread has stopped", self._config.retry_after_s)
 
     def _decode_forever(self) -> None:
         while True:
@@ -295,6 +295,7 @@ class EngineProcess(EventSource):
         self._queries: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[EngineStats]]] = {}
         self._ids = itertools.count()
         self._failure: str | None = None
+        self._retry_after_s = ServeConfig.model_validate(spec.config).retry_after_s
         kind, _, value = self._receive_first()
         if kind != "ready":
             raise RuntimeError(f"the engine process could not load {spec.source.model_dir}:\n{value}")
@@ -344,7 +345,7 @@ class EngineProcess(EventSource):
     def check_health(self) -> None:
         """Raises once the engine process is gone (Serve then replaces the replica)."""
         if self._failure is not None:
-            raise EngineUnavailable(self._failure)
+            raise EngineUnavailable(self._failure, self._retry_after_s)
 
     def _receive_forever(self) -> None:
         while True:
@@ -369,10 +370,10 @@ class EngineProcess(EventSource):
             log.error("%s; failing %d requests in flight", reason, len(self._pending))
         self._failure = reason
         for listener in list(self._pending.values()):
-            listener.deliver("error", EngineUnavailable(reason))
+            listener.deliver("error", EngineUnavailable(reason, self._retry_after_s))
         self._pending.clear()
         for loop, answer in self._queries.values():
-            loop.call_soon_threadsafe(answer.set_exception, EngineUnavailable(reason))
+            loop.call_soon_threadsafe(answer.set_exception, EngineUnavailable(reason, self._retry_after_s))
 
     def close(self) -> None:
         """Ends the engine process: asks it to stop (a pipe closed while this process's receiver thread

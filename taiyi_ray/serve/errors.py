@@ -8,6 +8,7 @@ Anything unexpected is logged with its traceback and answered 500 in the same sh
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,6 +47,12 @@ class APIError(Exception):
         self.param = param
         self.code = code
         self.headers = headers or {}
+
+
+def retry_after(seconds: float) -> dict[str, str]:
+    """The Retry-After header of a 503: whole seconds, at least 1 (the schema's minimum; 0 would invite an
+    immediate retry storm)."""
+    return {"Retry-After": str(max(1, math.ceil(seconds)))}
 
 
 def error_body(

@@ -146,7 +146,7 @@ def test_an_unloadable_model_fails_at_start_with_the_reason(tmp_path: Path) -> N
 def test_a_dead_engine_process_fails_requests_and_health(
     tiny_model_dir: Path, registry: ModelRegistry
 ) -> None:
-    engine = EngineProcess(spec_for(tiny_model_dir))
+    engine = EngineProcess(spec_for(tiny_model_dir, retry_after_s=2.5))
     pid = engine.pid
     assert pid is not None
     long_request = GenerationRequest(
@@ -165,7 +165,7 @@ def test_a_dead_engine_process_fails_requests_and_health(
         engine.check_health()
     for refusal in (in_flight.value, afterwards.value):  # a retry reaches a healthy replica: 503, not 500
         assert (refusal.status_code, refusal.code, refusal.headers) == (
-            503, "engine_unavailable", {"Retry-After": "1"},
+            503, "engine_unavailable", {"Retry-After": "3"},  # serve.retry_after_s 2.5, rounded up
         )  # fmt: skip
     engine.close()
 
@@ -180,7 +180,7 @@ def test_a_dead_engine_answers_json_503_before_any_stream(
     from taiyi_ray.serve.api import create_api
     from taiyi_ray.serve.service import Service
 
-    engine = EngineProcess(spec_for(tiny_model_dir))
+    engine = EngineProcess(spec_for(tiny_model_dir, retry_after_s=0))
     assert engine.pid is not None
     os.kill(engine.pid, signal.SIGKILL)
     deadline = time.monotonic() + 30
@@ -192,7 +192,9 @@ def test_a_dead_engine_answers_json_503_before_any_stream(
             body = {"messages": [{"role": "user", "content": "x"}], "max_tokens": 4, "stream": stream}
             response = client.post("/v1/chat/completions", json=body)
             assert response.status_code == 503, response.text
-            assert response.headers["retry-after"] == "1"
+            assert (
+                response.headers["retry-after"] == "1"
+            )  # serve.retry_after_s 0: at least 1, as the schema says
             assert response.json()["error"]["code"] == "engine_unavailable"
             assert "engine process exited" in response.json()["error"]["message"]
     engine.close()
