@@ -22,13 +22,14 @@
 # that the CPU venv runs) and outlines-core instead of DeepSpeed and liger, and the Qwen2 fast tokenizer
 # gzipped (11 MiB raw). Then:
 #   run(command="bash benchmarks/gpu_run.sh --serve", carry=[".whl", ".anchor"], timeout_s=540)
-# runs benchmarks/serve.py on a Qwen2.5-0.5B-shaped model in bf16: the batch-1 decode step
-# (`decode_step_ms`, goal <= 10 ms, with and without cuDNN attention), then the fixed workload of 32 new
-# tokens at concurrency 32 alone (goal: >= 55 requests/s, 10x the 5.5 measured with the former engine;
+# runs benchmarks/serve.py on a Qwen2.5-0.5B-shaped model in bf16 with `serve.cuda_graphs` on: the
+# batch-1 decode step (`decode_step_ms`, goal <= 10 ms: cuDNN attention on, eager, replayed from a CUDA
+# graph) and how closely graphed decoding follows eager (`graphs_agreement`), then the fixed workload of 32
+# new tokens at concurrency 32 alone (goal: >= 55 requests/s, 10x the 5.5 measured with the former engine;
 # --batched-only: the unbatched baseline at 32 alone takes over a minute there), then the mixed workload
-# at 1 and 32 with what time is left. Lines go to $OUT/gpu_serve.jsonl as they come. Measured on an
-# H200: each serve.py run spends ~60-90 s building the random model, loading it and starting Serve,
-# so its levels are short (6 requests per client, not serve.py's default 40).
+# at 1 and 32 with what time is left (eager if the graphed run failed). Lines go to $OUT/gpu_serve.jsonl
+# as they come. Measured on an H200: each serve.py run spends ~60-90 s building the random model, loading
+# it and starting Serve, so its levels are short (6 requests per client, not serve.py's default 40).
 # GPU_RUN_LIMIT_S (default 470) bounds the whole call, wheel install included.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -80,12 +81,14 @@ if [[ "${1:-}" == "--serve" ]]; then
   tokenizer=/tmp/qwen2-tokenizer && mkdir -p $tokenizer && cp .anchor/tokenizer/*.json $tokenizer/
   gunzip -c .anchor/tokenizer/tokenizer.json.gz > $tokenizer/tokenizer.json || exit 1
   left=$((limit_s - (SECONDS - started)))
-  timeout -k 10 $((left / 2)) python3 benchmarks/serve.py --shape qwen2.5-0.5b --device cuda \
+  timeout -k 10 $((left / 2)) python3 benchmarks/serve.py --shape qwen2.5-0.5b --device cuda --cuda-graphs \
     --tokenizer $tokenizer --max-tokens 32 --concurrency 32 --batched-only --requests-per-client 6 2> "$OUT/logs/serve_fixed.log" \
     | tee "$OUT/gpu_serve.jsonl"
+  graphs=(--cuda-graphs)
+  [[ ${PIPESTATUS[0]} -eq 0 ]] || graphs=()  # the graphed replicas failed: the mixed workload runs eager
   tail -40 "$OUT/logs/serve_fixed.log"
   left=$((limit_s - (SECONDS - started)))
-  timeout -k 10 $((left - 5)) python3 benchmarks/serve.py --shape qwen2.5-0.5b --device cuda \
+  timeout -k 10 $((left - 5)) python3 benchmarks/serve.py --shape qwen2.5-0.5b --device cuda "${graphs[@]}" \
     --tokenizer $tokenizer --workload mixed --concurrency 1,32 --requests-per-client 6 2> "$OUT/logs/serve_mixed.log" \
     | tee -a "$OUT/gpu_serve.jsonl"
   tail -20 "$OUT/logs/serve_mixed.log"

@@ -102,6 +102,9 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--engine-only", action="store_true", help="the decoder in-process only, no Ray/HTTP")
     parser.add_argument(
+        "--cuda-graphs", action="store_true", help="serve.cuda_graphs in every setting (CUDA only)"
+    )
+    parser.add_argument(
         "--batched-only",
         action="store_true",
         help="no unbatched baseline, no serve_overhead_ms (short GPU calls)",
@@ -191,10 +194,15 @@ def synchronize(device: str) -> None:
 
 
 def decode_step_ms(
-    args: argparse.Namespace, model_dir: Path, steps: int = 64, cudnn_attention: bool = False
+    args: argparse.Namespace,
+    model_dir: Path,
+    steps: int = 64,
+    cudnn_attention: bool = False,
+    cuda_graphs: bool = False,
 ) -> dict[str, Any]:
     """Median time of one decoding step of a single running sequence (after its prefill), in-process;
-    `cudnn_attention` turns SDPA's cuDNN backend back on (it is off in decoding processes) to compare."""
+    `cudnn_attention` turns SDPA's cuDNN backend back on (it is off in decoding processes) to compare;
+    `cuda_graphs`: the step replayed from a CUDA graph (`serve.cuda_graphs`)."""
     import torch
 
     from taiyi_ray.model.engine import ContinuousBatcher
@@ -202,7 +210,7 @@ def decode_step_ms(
 
     loaded = load_local(model_dir, args.device)
     torch.backends.cuda.enable_cudnn_sdp(cudnn_attention)
-    batcher = ContinuousBatcher.for_model(loaded, max_sequences=1)
+    batcher = ContinuousBatcher.for_model(loaded, max_sequences=1, cuda_graphs=cuda_graphs)
     batcher.submit(prompt_ids(loaded), SamplingParams(max_new_tokens=steps + 8))
     timings = []
     for _ in range(steps + 4):  # the prefill and three warm-up steps are not counted
@@ -214,7 +222,33 @@ def decode_step_ms(
     counted = timings[4:]
     return {"metric": "decode_step_ms", "batch_size": 1, "value": round(1000 * statistics.median(counted), 3),
             "p90_ms": round(1000 * sorted(counted)[int(0.9 * len(counted))], 3), "steps": len(counted),
-            "goal_ms": 10, "cudnn_attention": cudnn_attention, **_device_info(args)}  # fmt: skip
+            "goal_ms": 10, "cudnn_attention": cudnn_attention, "cuda_graphs": batcher.graphs is not None,
+            **_device_info(args)}  # fmt: skip
+
+
+def graphs_agreement(args: argparse.Namespace, model_dir: Path, rows: int = 16) -> dict[str, Any]:
+    """How closely the graphed decoding pass follows the eager one on this device: `rows` greedy
+    sequences (different prompt lengths, joining together) decoded both ways; the share of identical
+    tokens and the largest first-token logprob difference (bf16 on a GPU: not bitwise, the eager pass pads
+    to other row counts)."""
+    from taiyi_ray.model.engine import ContinuousBatcher
+    from taiyi_ray.model.generation import SamplingParams
+
+    loaded = load_local(model_dir, args.device)
+    base = prompt_ids(loaded)
+    prompts = [base[: max(1, len(base) - i)] for i in range(rows)]
+    params = SamplingParams(max_new_tokens=args.max_tokens, logprobs=0)
+    decoded = {}
+    for graphs in (False, True):
+        batcher = ContinuousBatcher.for_model(loaded, max_sequences=rows, cuda_graphs=graphs)
+        decoded[graphs] = batcher.generate(loaded, prompts, params)
+    pairs = [(a, b) for eager, graphed in zip(decoded[False], decoded[True], strict=True)
+             for a, b in zip(eager.token_ids, graphed.token_ids, strict=False)]  # fmt: skip
+    first = [abs(e.logprobs[0].logprob - g.logprobs[0].logprob)  # type: ignore[index]
+             for e, g in zip(decoded[False], decoded[True], strict=True)]  # fmt: skip
+    return {"metric": "graphs_agreement", "rows": rows, "tokens": len(pairs),
+            "identical_share": round(sum(a == b for a, b in pairs) / len(pairs), 4),
+            "max_first_logprob_diff": round(max(first), 5), **_device_info(args)}  # fmt: skip
 
 
 def engine_fixed(args: argparse.Namespace, model_dir: Path) -> None:
@@ -328,6 +362,7 @@ def deploy(args: argparse.Namespace, model_dir: Path, setting: Setting) -> None:
         model=str(model_dir), max_batch_size=setting.batch_size, scheduling=setting.scheduling,
         max_ongoing_requests=max(32, setting.batch_size), max_queued_requests=1024, num_cpus_per_replica=1,
         num_gpus_per_replica=1 if args.device == "cuda" else 0, max_tokens_limit=max(1024, *sizes_of(args)),
+        cuda_graphs=args.cuda_graphs,
     )  # fmt: skip
     serve.run(build_application(config), name=f"bench-{setting.mode}", route_prefix=setting.prefix)
 
@@ -428,6 +463,12 @@ def run(args: argparse.Namespace, model_dir: Path) -> None:
     if args.device == "cuda":  # before Serve holds the GPU: the step time of the engine alone
         emit(decode_step_ms(args, model_dir, cudnn_attention=True))  # as before prefer_decoding_attention
         emit(decode_step_ms(args, model_dir))
+        for check in (functools.partial(decode_step_ms, cuda_graphs=True), graphs_agreement):
+            try:  # the graphed path's first run on a GPU: a failure must not cost the other figures
+                emit(check(args, model_dir))
+            except Exception as error:  # noqa: BLE001
+                emit({"metric": getattr(check, "__name__", "decode_step_ms"), "cuda_graphs": True,
+                      "error": f"{type(error).__name__}: {error}"[:2000]})  # fmt: skip
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

@@ -59,6 +59,12 @@ class ServeConfig(StrictModel):
     batch_wait_timeout_s: float = Field(0.01, ge=0)
     max_step_tokens: int = Field(2048, ge=1, description="Prompt + running tokens one decoding step takes.")
     scheduling: Literal["continuous", "static"] = "continuous"
+    cuda_graphs: bool = Field(
+        False,
+        description="On a CUDA replica, replay each step's decoding rows from CUDA graphs "
+        "(taiyi_ray.model.attention.DecodeGraphs) instead of the eager forward. Off until measured on a GPU: "
+        "CPU tests cover its logic, not the capture. Ignored on CPU.",
+    )
     max_ongoing_requests: int = Field(32, ge=1)
     max_queued_requests: int = Field(64, ge=1)
     admission_headroom: int = Field(

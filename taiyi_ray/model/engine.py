@@ -27,6 +27,9 @@ H200 (Qwen2.5-0.5B shape, bf16), the per-sequence loop cost ~1.3 ms per sequence
 (one sequence 15.5-18.7 ms, 25 sequences 50 ms); batched, 0.03-0.4 ms (one sequence 31-41 ms, 30
 sequences 42 ms, in a later call whose cuDNN-on step also took 1.5-2x longer). The rest of a step is the eager
 forward's host time. Batched attention is not batch-invariant; the GPU path does not promise it.
+With `graphs=True` (`serve.cuda_graphs`) a step's decoding rows are one replay of a CUDA graph
+(`DecodeGraphs`: rows and cache span padded to powers of two) and its prompts, if any, one eager pass
+after it. Not yet measured on a GPU; the CPU tests run the same static pass eagerly.
 
 `scheduling="static"` is static batching as `model.generate` and the former `@serve.batch` engine did it:
 new sequences join only once the running batch is empty, and a row that has ended keeps its slot (fed its
@@ -48,13 +51,13 @@ import torch
 
 from taiyi_ray.model.attention import (
     DecodeBatch,
+    DecodeGraphs,
     PassPlan,
     Segment,
     SequenceCache,
     SlotCache,
     SlotSequence,
-    engine_attention_on,
-    no_masks,
+    run_pass,
 )
 from taiyi_ray.model.factory import LoadedModel
 from taiyi_ray.model.generation import (
@@ -124,9 +127,13 @@ class ContinuousBatcher:
         max_step_tokens: int = 2048,
         scheduling: Scheduling = "continuous",
         attention: Attention = "exact",
+        graphs: bool = False,
     ) -> None:
+        if graphs and attention != "batched":
+            raise ValueError('graphs=True replays the batched decoding pass: it needs attention="batched"')
         self._tokenizer = tokenizer
         self._slots = SlotCache(max_sequences) if attention == "batched" else None
+        self.graphs = DecodeGraphs(self._slots, end_id) if graphs and self._slots is not None else None
         self._end_id = end_id
         self.max_sequences = max_sequences
         self.max_step_tokens = max_step_tokens
@@ -145,10 +152,16 @@ class ContinuousBatcher:
         max_step_tokens: int = 2048,
         scheduling: Scheduling = "continuous",
         attention: Attention | None = None,
+        cuda_graphs: bool = False,
     ) -> ContinuousBatcher:
-        """`attention` None: "batched" on CUDA, else "exact" (see the module docstring)."""
-        chosen = attention or ("batched" if loaded.model.device.type == "cuda" else "exact")
-        return cls(loaded.tokenizer, end_token_id(loaded), max_sequences, max_step_tokens, scheduling, chosen)
+        """`attention` None: "batched" on CUDA, else "exact"; `cuda_graphs`: replay the decoding rows from
+        CUDA graphs on a CUDA model (ignored elsewhere; see the module docstring)."""
+        on_cuda = loaded.model.device.type == "cuda"
+        chosen = attention or ("batched" if on_cuda else "exact")
+        graphs = cuda_graphs and on_cuda and chosen == "batched"
+        return cls(
+            loaded.tokenizer, end_token_id(loaded), max_sequences, max_step_tokens, scheduling, chosen, graphs
+        )
 
     def submit(
         self, prompt_ids: Sequence[int], params: SamplingParams, listener: RowListener | None = None
@@ -270,15 +283,38 @@ class ContinuousBatcher:
     def _forward(
         self, loaded: LoadedModel, decoding: list[EngineSequence], admitted: list[EngineSequence]
     ) -> torch.Tensor:
-        """Next-token logits ([sequences, vocabulary], fp32) of `decoding + admitted`, from one pass (a row
-        that has ended, under static scheduling, is fed its end token)."""
+        """Next-token logits ([sequences, vocabulary], fp32) of `decoding + admitted` (a row that has ended,
+        under static scheduling, is fed its end token): one pass, or with graphs a replay for `decoding`
+        and an eager pass for the prompts."""
+        if self.graphs is not None and decoding:
+            inputs = [self._next_input(sequence) for sequence in decoding]
+            caches = [sequence.cache for sequence in decoding if isinstance(sequence.cache, SlotSequence)]
+            parts = [self.graphs.logits(loaded.model, caches, inputs)]
+            if admitted:
+                parts.append(self._pass(loaded, [], admitted))
+            logits = torch.cat(parts)
+        else:
+            logits = self._pass(loaded, decoding, admitted)
+        for sequence, added in [(s, 1) for s in decoding] + [(s, len(s.prompt_ids)) for s in admitted]:
+            if isinstance(sequence.cache, SlotSequence):
+                sequence.cache.length += added
+        return logits
+
+    def _next_input(self, sequence: EngineSequence) -> int:
+        return sequence.token_ids[-1] if sequence.finish_reason is None else self._end_id
+
+    def _pass(
+        self, loaded: LoadedModel, decoding: list[EngineSequence], admitted: list[EngineSequence]
+    ) -> torch.Tensor:
+        """One eager pass: every row laid end to end, at least `MIN_ROWS` of them (see the module
+        docstring); the last row of each sequence's logits."""
         tokens: list[int] = []
         positions: list[int] = []
         segments: list[Segment] = []
         for sequence in decoding:
             segments.append(Segment(len(tokens), 1, sequence.cache))
             positions.append(sequence.cache.length)
-            tokens.append(sequence.token_ids[-1] if sequence.finish_reason is None else self._end_id)
+            tokens.append(self._next_input(sequence))
         for sequence in admitted:
             segments.append(Segment(len(tokens), len(sequence.prompt_ids), sequence.cache))
             positions += range(len(sequence.prompt_ids))
@@ -290,21 +326,15 @@ class ContinuousBatcher:
             tokens += [self._end_id] * padding
             positions += range(padding)
         kept = last_rows + [last_rows[-1]] * max(0, MIN_ROWS - len(last_rows))
-        model = loaded.model
-        device = model.device
-        with torch.inference_mode(), engine_attention_on(model):
-            output = model(
-                input_ids=torch.tensor([tokens], device=device),
-                position_ids=torch.tensor([positions], device=device),
-                attention_mask=no_masks(model),
-                use_cache=False,
-                logits_to_keep=torch.tensor(kept, device=device),
-                taiyi_pass=PassPlan(tuple(segments), self._decode_batch(decoding, device)),
-            )
-        for sequence, added in [(s, 1) for s in decoding] + [(s, len(s.prompt_ids)) for s in admitted]:
-            if isinstance(sequence.cache, SlotSequence):
-                sequence.cache.length += added
-        return output.logits[0, : len(last_rows)].float()
+        device = loaded.model.device
+        logits = run_pass(
+            loaded.model,
+            torch.tensor([tokens], device=device),
+            torch.tensor([positions], device=device),
+            PassPlan(tuple(segments), self._decode_batch(decoding, device)),
+            torch.tensor(kept, device=device),
+        )
+        return logits[0, : len(last_rows)].float()
 
     def _decode_batch(self, decoding: list[EngineSequence], device: torch.device) -> DecodeBatch | None:
         caches = [sequence.cache for sequence in decoding if isinstance(sequence.cache, SlotSequence)]

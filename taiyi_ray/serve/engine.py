@@ -251,7 +251,11 @@ class Engine(EventSource):
             if batcher is None:
                 config = self._config
                 batcher = ContinuousBatcher.for_model(
-                    loaded, config.max_batch_size, config.max_step_tokens, config.scheduling
+                    loaded,
+                    config.max_batch_size,
+                    config.max_step_tokens,
+                    config.scheduling,
+                    cuda_graphs=config.cuda_graphs,
                 )
                 self._batchers[request.model_id] = batcher
         batcher.submit(request.prompt_ids, request.params, listener)

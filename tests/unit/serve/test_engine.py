@@ -333,24 +333,37 @@ def test_a_tiny_temperature_is_greedy_not_nan(loaded: LoadedModel, temperature: 
 
 
 @pytest.mark.parametrize("scheduling", ["continuous", "static"])
-def test_batched_attention_decodes_as_the_exact_path(
+def test_batched_attention_and_its_graphs_decode_as_the_exact_path(
     wide: LoadedModel, scheduling: Literal["continuous", "static"]
 ) -> None:
     """The CUDA path's attention (`attention="batched"`: one call over a slot cache with a length mask),
-    run here on CPU: 12 sequences through 5 slots (freed slots reused, sequences joining a running
-    batch), 70-100 tokens each so that the slot cache grows past its first 64 positions. Same tokens as
-    the exact per-sequence path and logprobs within 1e-4 (only summation order differs)."""
+    run here on CPU, with and without `DecodeGraphs` (its static pass runs eagerly here: rows padded to a
+    power of two through the scratch slot, the span padded to a power of two, recaptured when the store
+    grows): 12 sequences through 5 slots (freed slots reused, sequences joining a running batch), 70-100
+    tokens each so that the slot cache grows past its first 64 positions. Same tokens as the exact
+    per-sequence path and logprobs within 1e-4 (only summation order differs)."""
     ids = many_prompts(wide, 12)
     params = [SamplingParams(max_new_tokens=70 + 3 * i, logprobs=0) for i in range(len(ids))]
 
-    def run(attention: Literal["exact", "batched"]) -> list[Completion]:
-        batcher = ContinuousBatcher.for_model(wide, 5, scheduling=scheduling, attention=attention)
-        return batcher.generate(wide, ids, params)
+    def run(attention: Literal["exact", "batched"], graphs: bool = False) -> list[Completion]:
+        batcher = ContinuousBatcher(
+            wide.tokenizer, end_token_id(wide), 5, scheduling=scheduling, attention=attention, graphs=graphs
+        )
+        completions = batcher.generate(wide, ids, params)
+        if graphs:  # rows 1, 2, 4 and 5 (the slots) at spans 64 and 128, some recaptured after a growth
+            assert batcher.graphs is not None and batcher.graphs.captures >= 6
+        return completions
 
-    exact, batched = run("exact"), run("batched")
-    assert [row.token_ids for row in batched] == [row.token_ids for row in exact]
-    assert all(len(row.token_ids) == p.max_new_tokens for row, p in zip(batched, params, strict=True))
-    for ours, theirs in zip(batched, exact, strict=True):
-        got = torch.tensor([t.logprob for t in ours.logprobs or []])
-        want = torch.tensor([t.logprob for t in theirs.logprobs or []])
-        assert got.shape == want.shape and torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+    exact = run("exact")
+    for other in (run("batched"), run("batched", graphs=True)):
+        assert [row.token_ids for row in other] == [row.token_ids for row in exact]
+        assert all(len(row.token_ids) == p.max_new_tokens for row, p in zip(other, params, strict=True))
+        for ours, theirs in zip(other, exact, strict=True):
+            got = torch.tensor([t.logprob for t in ours.logprobs or []])
+            want = torch.tensor([t.logprob for t in theirs.logprobs or []])
+            assert got.shape == want.shape and torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+
+
+def test_graphs_need_the_batched_attention(wide: LoadedModel) -> None:
+    with pytest.raises(ValueError, match='attention="batched"'):
+        ContinuousBatcher(wide.tokenizer, end_token_id(wide), 4, attention="exact", graphs=True)
