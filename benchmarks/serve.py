@@ -227,28 +227,42 @@ def decode_step_ms(
 
 
 def graphs_agreement(args: argparse.Namespace, model_dir: Path, rows: int = 16) -> dict[str, Any]:
-    """How closely the graphed decoding pass follows the eager one on this device: `rows` greedy
-    sequences (different prompt lengths, joining together) decoded both ways; the share of identical
-    tokens and the largest first-token logprob difference (bf16 on a GPU: not bitwise, the eager pass pads
-    to other row counts)."""
+    """How closely the GPU paths follow the exact per-sequence one on this device: `rows` greedy sequences
+    (different prompt lengths, joining together) decoded with exact attention, batched attention, and
+    batched attention replayed from CUDA graphs. Per path: the share of sequences with exactly the exact
+    path's tokens, the mean share of their tokens before the first difference, and the largest logprob
+    difference at the first decoding step (bf16: not bitwise, the paths multiply different row counts)."""
     from taiyi_ray.model.engine import ContinuousBatcher
-    from taiyi_ray.model.generation import SamplingParams
+    from taiyi_ray.model.generation import SamplingParams, end_token_id
 
     loaded = load_local(model_dir, args.device)
-    base = prompt_ids(loaded)
+    base, end_id = prompt_ids(loaded), end_token_id(loaded)
     prompts = [base[: max(1, len(base) - i)] for i in range(rows)]
-    params = SamplingParams(max_new_tokens=args.max_tokens, logprobs=0)
+    params = SamplingParams(max_new_tokens=max(2, args.max_tokens), logprobs=0)
+    paths = {"exact": ("exact", False), "batched": ("batched", False), "graphed": ("batched", True)}
     decoded = {}
-    for graphs in (False, True):
-        batcher = ContinuousBatcher.for_model(loaded, max_sequences=rows, cuda_graphs=graphs)
-        decoded[graphs] = batcher.generate(loaded, prompts, params)
-    pairs = [(a, b) for eager, graphed in zip(decoded[False], decoded[True], strict=True)
-             for a, b in zip(eager.token_ids, graphed.token_ids, strict=False)]  # fmt: skip
-    first = [abs(e.logprobs[0].logprob - g.logprobs[0].logprob)  # type: ignore[index]
-             for e, g in zip(decoded[False], decoded[True], strict=True)]  # fmt: skip
-    return {"metric": "graphs_agreement", "rows": rows, "tokens": len(pairs),
-            "identical_share": round(sum(a == b for a, b in pairs) / len(pairs), 4),
-            "max_first_logprob_diff": round(max(first), 5), **_device_info(args)}  # fmt: skip
+    for name, (attention, graphs) in paths.items():
+        # the constructor, not for_model: on a CPU too the graphed path runs (its static pass, eagerly)
+        batcher = ContinuousBatcher(loaded.tokenizer, end_id, rows, attention=attention, graphs=graphs)  # type: ignore[arg-type]
+        decoded[name] = batcher.generate(loaded, prompts, params)
+    record: dict[str, Any] = {"metric": "graphs_agreement", "against": "exact", "rows": rows,
+                              "max_tokens": args.max_tokens}  # fmt: skip
+    for name in ("batched", "graphed"):
+        pairs = list(zip(decoded["exact"], decoded[name], strict=True))
+        prefixes = [_common_prefix(a.token_ids, b.token_ids) / max(1, len(a.token_ids)) for a, b in pairs]
+        # token 1 comes from the first decoding step (token 0 from the prefill, the same eager pass in all)
+        first = [abs(a.logprobs[1].logprob - b.logprobs[1].logprob) for a, b in pairs]  # type: ignore[index]
+        record[name] = {"same_sequences": round(sum(a.token_ids == b.token_ids for a, b in pairs) / rows, 3),
+                        "mean_common_prefix": round(statistics.mean(prefixes), 3),
+                        "max_first_step_logprob_diff": round(max(first), 6)}  # fmt: skip
+    return {**record, **_device_info(args)}
+
+
+def _common_prefix(first: list[int], second: list[int]) -> int:
+    return next(
+        (i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b),
+        min(len(first), len(second)),
+    )
 
 
 def engine_fixed(args: argparse.Namespace, model_dir: Path) -> None:
