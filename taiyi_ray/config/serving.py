@@ -63,7 +63,7 @@ class ServeConfig(StrictModel):
         False,
         description="On a CUDA replica, replay each step's decoding rows from CUDA graphs "
         "(taiyi_ray.model.attention.DecodeGraphs) instead of the eager forward. Off until measured on a GPU: "
-        "CPU tests cover its logic, not the capture. Ignored on CPU.",
+        "CPU tests cover its logic, not the capture. Needs num_gpus_per_replica > 0.",
     )
     max_ongoing_requests: int = Field(32, ge=1)
     max_queued_requests: int = Field(64, ge=1)
@@ -91,6 +91,14 @@ class ServeConfig(StrictModel):
                 raise ValueError(
                     f"adapter name {name!r} must be non-empty without ':' or '/' (ids are MODEL:NAME)"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _graphs_need_a_gpu(self) -> ServeConfig:
+        if self.cuda_graphs and self.num_gpus_per_replica == 0:
+            raise ValueError(
+                "cuda_graphs needs GPU replicas (num_gpus_per_replica > 0): a CPU replica would ignore it"
+            )
         return self
 
     @model_validator(mode="after")

@@ -319,8 +319,14 @@ class DecodeGraphs:
             torch.cuda.current_stream(device).wait_stream(side)
             self._pool = self._pool or torch.cuda.graph_pool_handle()
             graph.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph.graph, pool=self._pool):
-                graph.logits = self._run(model, graph)
+            try:
+                with torch.cuda.graph(graph.graph, pool=self._pool):
+                    graph.logits = self._run(model, graph)
+            except RuntimeError as error:
+                raise RuntimeError(
+                    f"capturing the decoding pass ({rows} rows, span {span}) in a CUDA graph failed: {error}; "
+                    "decode eagerly with serve.cuda_graphs: false"
+                ) from error
         self.captures += 1
         return graph
 

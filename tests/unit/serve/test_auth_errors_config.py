@@ -150,6 +150,12 @@ def test_batches_need_room() -> None:
         ServeConfig(max_batch_size=16, max_ongoing_requests=8)
 
 
+def test_cuda_graphs_need_gpu_replicas() -> None:
+    with pytest.raises(ValidationError, match=r"cuda_graphs needs GPU replicas \(num_gpus_per_replica > 0\)"):
+        ServeConfig(cuda_graphs=True)
+    assert ServeConfig(cuda_graphs=True, num_gpus_per_replica=1).cuda_graphs
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [
