@@ -288,12 +288,13 @@ class DecodeGraphs:
         return logits[0, : len(caches)].to(torch.float32, copy=True)  # the next replay overwrites it
 
     def _graph_for(self, model: torch.nn.Module, rows: int, span: int) -> DecodeGraph:
-        if self.store.generation != self._generation:
+        if self.store.generation != self._generation:  # the stores were reallocated: every graph is stale
             self._graphs.clear()
+            self._generation = self.store.generation
         key = (rows, span)
         if key not in self._graphs:
-            graph = self._capture(model, rows, span)  # its warm-up may grow the stores
-            if self.store.generation != self._generation:
+            graph = self._capture(model, rows, span)
+            if self.store.generation != self._generation:  # its warm-up grew the stores: the others are stale
                 self._graphs.clear()
                 self._generation = self.store.generation
             self._graphs[key] = graph
@@ -320,7 +321,8 @@ class DecodeGraphs:
             self._pool = self._pool or torch.cuda.graph_pool_handle()
             graph.graph = torch.cuda.CUDAGraph()
             try:
-                with torch.cuda.graph(graph.graph, pool=self._pool):
+                # thread_local: another thread of the process touching CUDA meanwhile does not void the capture
+                with torch.cuda.graph(graph.graph, pool=self._pool, capture_error_mode="thread_local"):
                     graph.logits = self._run(model, graph)
             except RuntimeError as error:
                 raise RuntimeError(
