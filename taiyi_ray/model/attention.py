@@ -67,9 +67,8 @@ class SlotCache:
 
     def __init__(self, slots: int) -> None:
         self.slots = slots
-        self.scratch = (
-            slots  # one more slot that no sequence holds: padding rows of a captured pass write there
-        )
+        # one more slot that no sequence holds: padding rows of a captured pass write there
+        self.scratch = slots
         self.generation = 0  # counts reallocations: a captured graph holds the stores of its generation
         self._free = list(range(slots - 1, -1, -1))
         self.keys: dict[int, torch.Tensor] = {}
@@ -126,12 +125,22 @@ class DecodeBatch:
     mask: torch.Tensor
 
     @classmethod
-    def of(cls, caches: Sequence[SlotSequence], device: torch.device) -> DecodeBatch:
-        positions = torch.tensor([cache.length for cache in caches], device=device)
-        longest = max(cache.length for cache in caches) + 1
-        mask = torch.arange(longest, device=device)[None, :] <= positions[:, None]
-        slots = torch.tensor([cache.slot for cache in caches], device=device)
-        return cls(caches[0].store, slots, positions, mask[:, None, None, :])
+    def of(
+        cls,
+        caches: Sequence[SlotSequence],
+        device: torch.device,
+        rows: int | None = None,
+        span: int | None = None,
+    ) -> DecodeBatch:
+        """The rows of `caches`, padded to `rows` (padding rows: position 0 of the scratch slot) and their
+        mask to `span` positions (default: no padding, the longest cache + 1)."""
+        store = caches[0].store
+        padding = (rows or len(caches)) - len(caches)
+        positions = torch.tensor([cache.length for cache in caches] + [0] * padding, device=device)
+        span = span or max(cache.length for cache in caches) + 1
+        mask = torch.arange(span, device=device)[None, :] <= positions[:, None]
+        slots = torch.tensor([cache.slot for cache in caches] + [store.scratch] * padding, device=device)
+        return cls(store, slots, positions, mask[:, None, None, :])
 
     def attend(
         self, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scaling: float | None
@@ -333,15 +342,12 @@ class DecodeGraphs:
         return graph
 
     def _fill(self, graph: DecodeGraph, caches: Sequence[SlotSequence], tokens: Sequence[int]) -> None:
-        padding = graph.input_ids.shape[1] - len(caches)
-        lengths = torch.tensor([cache.length for cache in caches] + [0] * padding)
-        span = graph.batch.mask.shape[-1]
-        graph.input_ids[0].copy_(torch.tensor([*tokens] + [self.end_id] * padding))
-        graph.batch.slots.copy_(
-            torch.tensor([cache.slot for cache in caches] + [self.store.scratch] * padding)
-        )
-        graph.batch.positions.copy_(lengths)
-        graph.batch.mask.copy_((torch.arange(span)[None, :] <= lengths[:, None])[:, None, None, :])
+        rows, span = graph.input_ids.shape[1], graph.batch.mask.shape[-1]
+        batch = DecodeBatch.of(caches, torch.device("cpu"), rows, span)
+        graph.input_ids[0].copy_(torch.tensor([*tokens] + [self.end_id] * (rows - len(caches))))
+        graph.batch.slots.copy_(batch.slots)
+        graph.batch.positions.copy_(batch.positions)
+        graph.batch.mask.copy_(batch.mask)
 
     @staticmethod
     def _run(model: torch.nn.Module, graph: DecodeGraph) -> torch.Tensor:

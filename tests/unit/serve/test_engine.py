@@ -364,6 +364,27 @@ def test_batched_attention_and_its_graphs_decode_as_the_exact_path(
             assert got.shape == want.shape and torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
 
 
+def test_graphs_are_replayed_until_the_slot_store_moves(wide: LoadedModel) -> None:
+    """A captured graph holds the store's tensors of its capture: the same (rows, span) bucket replays it,
+    and a reallocated store (any layer growing) makes every graph be captured again. On a GPU a stale graph
+    would read and write freed memory; here the counts show the decision."""
+    batcher = ContinuousBatcher(wide.tokenizer, end_token_id(wide), 4, attention="batched", graphs=True)
+    graphs = batcher.graphs
+    assert graphs is not None
+    prompt = many_prompts(wide, 1)[0]
+    assert len(prompt) < 60  # prefill and a few steps stay within the first span of 64 positions
+    batcher.submit(prompt, SamplingParams(max_new_tokens=20))
+    batcher.step(wide)  # the prefill: an eager pass, nothing captured
+    assert graphs.captures == 0
+    for _ in range(3):  # one row, span 64: captured once, then replayed
+        batcher.step(wide)
+    assert graphs.captures == 1
+    keys = graphs.store.keys[0]
+    graphs.store.reserve(0, keys[0, :, :1], keys.shape[2] + 1)  # layer 0's store is reallocated
+    batcher.step(wide)
+    assert graphs.captures == 2
+
+
 def test_graphs_need_the_batched_attention(wide: LoadedModel) -> None:
     with pytest.raises(ValueError, match='attention="batched"'):
         ContinuousBatcher(wide.tokenizer, end_token_id(wide), 4, attention="exact", graphs=True)
